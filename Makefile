@@ -1,0 +1,66 @@
+# pare - build, test, run. `make` builds build/pare and build/libpare.a.
+#   make check   install dependencies (Debian), build, run the whole test suite (+ ASan/UBSan)
+#   make run     install dependencies, build, run the main job on pare's default model
+CC      ?= gcc
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Iinclude -Isrc -fopenmp $(OPT) -g
+LDLIBS  += -lopenblas -lcjson -lpcre2-8 -lm -fopenmp
+ifeq ($(SAN),1)
+BUILD   := build-san
+CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+SRC      := $(sort $(wildcard src/*.c src/*/*.c))
+OBJ      := $(SRC:%.c=$(BUILD)/%.o)
+TESTS    := $(sort $(wildcard tests/test_*.c))
+TESTBINS := $(TESTS:tests/%.c=$(BUILD)/tests/%)
+
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mfma -mf16c
+
+all: $(BUILD)/pare $(TESTBINS)
+
+$(BUILD)/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX2_FLAGS) -MMD -c $< -o $@
+$(BUILD)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX512_FLAGS) -MMD -c $< -o $@
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -c $< -o $@
+
+$(BUILD)/libpare.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/pare: $(BUILD)/tools/pare.o $(BUILD)/libpare.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libpare.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+deps:
+	@sh scripts/setup.sh
+
+test: all
+	@sh scripts/run_tests.sh $(BUILD)
+
+check: deps
+	$(MAKE) all
+	sh scripts/run_tests.sh build
+	$(MAKE) SAN=1 all
+	PARE_SAN=1 sh scripts/run_tests.sh build-san
+
+run: deps
+	$(MAKE) all
+	sh scripts/demo.sh
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all deps test check run clean
+-include $(OBJ:.o=.d) $(TESTBINS:=.d) $(BUILD)/tools/pare.d

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Install pare's build and test dependencies from Debian (as root), only what is missing.
+set -e
+PKGS="build-essential pkg-config libopenblas-dev liblapacke-dev libcjson-dev libpcre2-dev libcmocka-dev"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "pare setup: installing$missing"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi

@@ -1,0 +1,285 @@
+/* core.c - errors, tensor types, half floats, memory, files. */
+#include "core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- errors -------------------------------------------------------------------------- */
+static _Thread_local char g_err[1024];
+
+const char *pare_last_error(void) { return g_err[0] ? g_err : "no error"; }
+
+pare_status pare_fail(pare_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    va_end(ap);
+    for (char *p = g_err; *p; p++) /* one line, always */
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    return st;
+}
+
+/* ---- types --------------------------------------------------------------------------- */
+static const struct { int type; const char *name; int block; size_t bytes; } g_types[] = {
+    {PARE_TYPE_F32, "f32", 1, 4},
+    {PARE_TYPE_F16, "f16", 1, 2},
+    {PARE_TYPE_BF16, "bf16", 1, 2},
+    {PARE_TYPE_Q8_0, "q8_0", QK8_0, sizeof(block_q8_0)},
+    {PARE_TYPE_Q4_0, "q4_0", QK4_0, sizeof(block_q4_0)},
+};
+#define N_TYPES (int)(sizeof g_types / sizeof g_types[0])
+
+static int type_index(int type) {
+    for (int i = 0; i < N_TYPES; i++)
+        if (g_types[i].type == type) return i;
+    return -1;
+}
+bool pare_type_known(int type) { return type_index(type) >= 0; }
+const char *pare_type_name(int type) {
+    int i = type_index(type);
+    return i < 0 ? "?" : g_types[i].name;
+}
+int pare_type_from_name(const char *name) {
+    for (int i = 0; i < N_TYPES; i++)
+        if (!strcasecmp(name, g_types[i].name)) return g_types[i].type;
+    return -1;
+}
+int pare_type_block(int type) {
+    int i = type_index(type);
+    return i < 0 ? 0 : g_types[i].block;
+}
+size_t pare_type_block_bytes(int type) {
+    int i = type_index(type);
+    return i < 0 ? 0 : g_types[i].bytes;
+}
+size_t pare_row_bytes(int type, int64_t n) {
+    int i = type_index(type);
+    if (i < 0 || n < 0 || n % g_types[i].block) return 0;
+    return (size_t)(n / g_types[i].block) * g_types[i].bytes;
+}
+
+/* ---- half floats --------------------------------------------------------------------- */
+float pare_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
+    if (exp == 0) {
+        if (man == 0) {
+            u = sign;
+        } else { /* subnormal: normalise */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) { man <<= 1; exp--; }
+            man &= 0x3ff;
+            u = sign | (exp << 23) | (man << 13);
+        }
+    } else if (exp == 0x1f) {
+        u = sign | 0x7f800000 | (man << 13);
+    } else {
+        u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    union { uint32_t u; float f; } x = {.u = u};
+    return x.f;
+}
+
+uint16_t pare_f32_to_f16(float f) {
+    union { float f; uint32_t u; } x = {.f = f};
+    uint32_t u = x.u, sign = (u >> 16) & 0x8000;
+    int32_t exp = (int32_t)((u >> 23) & 0xff);
+    uint32_t man = u & 0x7fffff;
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (man ? 0x200 | (man >> 13) : 0));
+    int32_t e = exp - 127 + 15;
+    if (e >= 0x1f) return (uint16_t)(sign | 0x7c00);
+    if (e <= 0) { /* subnormal or zero in f16 */
+        if (e < -10) return (uint16_t)sign;
+        man |= 0x800000;
+        uint32_t shift = (uint32_t)(14 - e);
+        uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t h = ((uint32_t)e << 10) | (man >> 13), rem = man & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++; /* may carry into exponent: fine */
+    return (uint16_t)(sign | h);
+}
+
+uint16_t pare_f32_to_bf16(float f) {
+    union { float f; uint32_t u; } x = {.f = f};
+    if ((x.u & 0x7fffffff) > 0x7f800000) return (uint16_t)((x.u >> 16) | 64); /* quiet NaN */
+    return (uint16_t)((x.u + (0x7fff + ((x.u >> 16) & 1))) >> 16);
+}
+
+/* ---- tensors ------------------------------------------------------------------------- */
+int64_t pare_tensor_nelem(const pare_tensor *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->n_dims; i++) n *= t->ne[i];
+    return n;
+}
+
+void pare_tensor_row_f32(const pare_tensor *t, int64_t r, float *out) {
+    int64_t n = t->ne[0];
+    const uint8_t *p = (const uint8_t *)t->data + (size_t)r * pare_row_bytes(t->type, n);
+    switch (t->type) {
+    case PARE_TYPE_F32: memcpy(out, p, (size_t)n * 4); break;
+    case PARE_TYPE_F16:
+        for (int64_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); out[i] = pare_f16_to_f32(h); }
+        break;
+    case PARE_TYPE_BF16:
+        for (int64_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); out[i] = pare_bf16_to_f32(h); }
+        break;
+    case PARE_TYPE_Q8_0:
+        for (int64_t b = 0; b < n / QK8_0; b++) {
+            block_q8_0 blk; memcpy(&blk, p + b * sizeof blk, sizeof blk);
+            float d = pare_f16_to_f32(blk.d);
+            for (int j = 0; j < QK8_0; j++) out[b * QK8_0 + j] = d * blk.qs[j];
+        }
+        break;
+    case PARE_TYPE_Q4_0:
+        for (int64_t b = 0; b < n / QK4_0; b++) {
+            block_q4_0 blk; memcpy(&blk, p + b * sizeof blk, sizeof blk);
+            float d = pare_f16_to_f32(blk.d);
+            for (int j = 0; j < QK4_0 / 2; j++) {
+                out[b * QK4_0 + j] = d * ((blk.qs[j] & 0x0f) - 8);
+                out[b * QK4_0 + j + QK4_0 / 2] = d * ((blk.qs[j] >> 4) - 8);
+            }
+        }
+        break;
+    default: memset(out, 0, (size_t)n * sizeof *out); break;
+    }
+}
+
+/* ---- memory -------------------------------------------------------------------------- */
+void *pare_malloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) pare_fail(PARE_ERR_NOMEM, "out of memory allocating %zu bytes", n);
+    return p;
+}
+void *pare_calloc(size_t n, size_t sz) {
+    size_t t;
+    if (!pare_mul_ok(n, sz, &t)) { pare_fail(PARE_ERR_NOMEM, "allocation of %zu x %zu bytes overflows", n, sz); return NULL; }
+    void *p = calloc(t ? n : 1, t ? sz : 1);
+    if (!p) pare_fail(PARE_ERR_NOMEM, "out of memory allocating %zu bytes", t);
+    return p;
+}
+char *pare_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = pare_malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+bool pare_mul_ok(size_t a, size_t b, size_t *out) {
+    if (b && a > SIZE_MAX / b) return false;
+    *out = a * b;
+    return true;
+}
+
+/* ---- files --------------------------------------------------------------------------- */
+pare_status pare_map_file(const char *path, pare_map *out) {
+    out->addr = NULL; out->size = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return pare_fail(PARE_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return pare_fail(PARE_ERR_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) { close(fd); return PARE_OK; }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return pare_fail(PARE_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+    out->addr = p; out->size = (size_t)st.st_size;
+    return PARE_OK;
+}
+void pare_unmap(pare_map *m) {
+    if (m->addr) munmap(m->addr, m->size);
+    m->addr = NULL; m->size = 0;
+}
+
+pare_status pare_read_file(const char *path, char **buf, size_t *len) {
+    *buf = NULL; if (len) *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return pare_fail(PARE_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        size_t r = fread(b + n, 1, cap - n - 1, f);
+        n += r;
+        if (n + 1 < cap) break;
+        char *nb = realloc(b, cap * 2);
+        if (!nb) { free(b); b = NULL; break; }
+        b = nb; cap *= 2;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!b) return pare_fail(PARE_ERR_NOMEM, "%s: out of memory reading file", path);
+    if (err) { free(b); return pare_fail(PARE_ERR_IO, "%s: read error", path); }
+    b[n] = 0; *buf = b; if (len) *len = n;
+    return PARE_OK;
+}
+
+pare_status pare_out_open(pare_out *o, const char *path) {
+    memset(o, 0, sizeof *o);
+    size_t n = strlen(path) + 32;
+    o->tmp = pare_malloc(n); o->path = pare_strdup(path);
+    if (!o->tmp || !o->path) { free(o->tmp); free(o->path); return PARE_ERR_NOMEM; }
+    snprintf(o->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    o->fp = fopen(o->tmp, "wb");
+    if (!o->fp) {
+        pare_status st = pare_fail(PARE_ERR_IO, "%s: cannot create: %s", o->tmp, strerror(errno));
+        free(o->tmp); free(o->path); o->tmp = o->path = NULL;
+        return st;
+    }
+    return PARE_OK;
+}
+pare_status pare_out_write(pare_out *o, const void *p, size_t n) {
+    if (o->failed) return PARE_ERR_IO;
+    if (n && fwrite(p, 1, n, o->fp) != n) {
+        o->failed = 1;
+        return pare_fail(PARE_ERR_IO, "%s: write failed: %s", o->path, strerror(errno));
+    }
+    return PARE_OK;
+}
+pare_status pare_out_commit(pare_out *o) {
+    if (!o->fp) return PARE_ERR_IO;
+    int bad = o->failed;
+    if (fflush(o->fp) != 0 || fsync(fileno(o->fp)) != 0) bad = 1;
+    if (fclose(o->fp) != 0) bad = 1;
+    o->fp = NULL;
+    pare_status st = PARE_OK;
+    if (bad) {
+        st = pare_fail(PARE_ERR_IO, "%s: write failed: %s", o->path, strerror(errno));
+        unlink(o->tmp);
+    } else if (rename(o->tmp, o->path) != 0) {
+        st = pare_fail(PARE_ERR_IO, "%s: cannot rename into place: %s", o->path, strerror(errno));
+        unlink(o->tmp);
+    }
+    free(o->tmp); free(o->path); o->tmp = o->path = NULL;
+    return st;
+}
+void pare_out_abort(pare_out *o) {
+    if (o->fp) fclose(o->fp);
+    if (o->tmp) unlink(o->tmp);
+    free(o->tmp); free(o->path);
+    memset(o, 0, sizeof *o);
+}
+
+void pare_json_str(void *fv, const char *s) {
+    FILE *f = fv;
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20) fprintf(f, "\\u%04x", *p); else fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}

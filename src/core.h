@@ -1,0 +1,90 @@
+/* core.h - what every part of libpare shares: errors, tensor types, tensors, small helpers. */
+#ifndef PARE_CORE_H
+#define PARE_CORE_H
+
+#include "pare.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors ------------------------------------------------------------------------- */
+/* Set the thread-local message and return st. Use: return pare_fail(PARE_ERR_FORMAT,
+ * "%s: tensor '%s' data past end of file", path, name); */
+pare_status pare_fail(pare_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- tensor element types (numbers are ggml's, as stored in GGUF) --------------------- */
+typedef enum pare_type {
+    PARE_TYPE_F32 = 0,
+    PARE_TYPE_F16 = 1,
+    PARE_TYPE_Q4_0 = 2,
+    PARE_TYPE_Q4_1 = 3,
+    PARE_TYPE_Q5_0 = 6,
+    PARE_TYPE_Q5_1 = 7,
+    PARE_TYPE_Q8_0 = 8,
+    PARE_TYPE_BF16 = 30,
+    PARE_TYPE_COUNT = 40
+} pare_type;
+
+#define QK4_0 32
+#define QK8_0 32
+typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } block_q4_0; /* |f16 scale|32 x 4bit| */
+typedef struct { uint16_t d; int8_t qs[QK8_0]; } block_q8_0;      /* |f16 scale|32 x int8| */
+
+bool pare_type_known(int type);                 /* one pare can read */
+const char *pare_type_name(int type);           /* "f32", "q8_0", ... ; "?" if unknown */
+int pare_type_from_name(const char *name);      /* -1 if unknown */
+int pare_type_block(int type);                  /* elements per block (1 for floats) */
+size_t pare_type_block_bytes(int type);         /* bytes per block */
+/* bytes of a row of n elements; 0 if n is not a multiple of the block size */
+size_t pare_row_bytes(int type, int64_t n);
+
+/* ---- half floats ------------------------------------------------------------------------ */
+float pare_f16_to_f32(uint16_t h);
+uint16_t pare_f32_to_f16(float f);              /* round to nearest even */
+static inline float pare_bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } x; x.u = (uint32_t)h << 16; return x.f;
+}
+uint16_t pare_f32_to_bf16(float f);             /* round to nearest even, NaN kept */
+
+/* ---- tensors ----------------------------------------------------------------------------- */
+/* ne[0] is the fastest-varying dimension (ggml order). A weight matrix of a linear layer
+ * y = W x has ne[0] = in_features, ne[1] = out_features, rows = output units. */
+typedef struct pare_tensor {
+    char *name;        /* GGUF naming: token_embd.weight, blk.3.attn_q.weight, ... (owned) */
+    int type;          /* pare_type */
+    int n_dims;
+    int64_t ne[4];
+    void *data;        /* into a mapping, or owned when owned != 0 */
+    size_t nbytes;
+    int owned;
+} pare_tensor;
+
+int64_t pare_tensor_nelem(const pare_tensor *t);
+/* Dequantize row r of a 2-D tensor (ne[0] elements) into out. */
+void pare_tensor_row_f32(const pare_tensor *t, int64_t r, float *out);
+
+/* ---- memory and files ------------------------------------------------------------------ */
+void *pare_malloc(size_t n);            /* NULL + pare_fail(NOMEM) on failure */
+void *pare_calloc(size_t n, size_t sz); /* checks n*sz overflow */
+char *pare_strdup(const char *s);
+bool pare_mul_ok(size_t a, size_t b, size_t *out); /* false on overflow */
+
+/* A read-only memory map of a whole file. */
+typedef struct pare_map { void *addr; size_t size; } pare_map;
+pare_status pare_map_file(const char *path, pare_map *out);
+void pare_unmap(pare_map *m);
+/* Read a whole (small) file into a NUL-terminated malloc'ed buffer. */
+pare_status pare_read_file(const char *path, char **buf, size_t *len);
+
+/* Safe output: open path.tmp.<pid>, write, then pare_commit renames it to path.
+ * pare_abort_write removes the temporary file. */
+typedef struct pare_out { void *fp; char *tmp; char *path; int failed; } pare_out;
+pare_status pare_out_open(pare_out *o, const char *path);
+pare_status pare_out_write(pare_out *o, const void *p, size_t n);
+pare_status pare_out_commit(pare_out *o);
+void pare_out_abort(pare_out *o);
+
+/* JSON-safe: append s escaped as a JSON string (with quotes) to f (a FILE*). */
+void pare_json_str(void *f, const char *s);
+
+#endif

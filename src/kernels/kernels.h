@@ -1,0 +1,37 @@
+/* kernels.h - the numeric kernels the engine runs on: a portable C reference for every
+ * operation (the truth) and AVX2/AVX-512 versions chosen once at run time from CPUID.
+ * Weight matrices are row-major, one row per output unit, rows in the GGUF block layout of
+ * their type (F32, F16, BF16, Q8_0, Q4_0). Activations are F32. */
+#ifndef PARE_KERNELS_H
+#define PARE_KERNELS_H
+
+#include "../core.h"
+
+typedef enum { PARE_ISA_REF = 0, PARE_ISA_AVX2 = 1, PARE_ISA_AVX512 = 2 } pare_isa;
+
+/* Pick the best ISA the CPU has (env PARE_ISA=ref|avx2|avx512 caps it). Idempotent. */
+void k_init(void);
+pare_isa k_isa(void);
+const char *k_isa_name(pare_isa isa);
+/* Force an ISA (tests use this to compare fast paths with the reference); returns the ISA
+ * actually set (capped by what the CPU has). */
+pare_isa k_set_isa(pare_isa isa);
+
+/* dot of one weight row (n elements, layout of type) with x (n floats). n must be a multiple
+ * of the type's block size. */
+float k_dot(int type, const void *row, const float *x, int64_t n);
+
+/* y[r] = dot(row r of W, x) for r in [0, rows). Split over OpenMP threads by rows:
+ * every row is computed by one thread, so the result does not depend on the thread count. */
+void k_matvec(int type, const void *W, int64_t rows, int64_t cols, const float *x, float *y);
+
+/* Y (n x rows) = X (n x cols) * W^T, row-major. F32 through BLAS sgemm; other types are
+ * dequantized in row panels and multiplied by sgemm. */
+void k_matmul(int type, const void *W, int64_t rows, int64_t cols, const float *X, int64_t n,
+              float *Y);
+
+/* Rows of a type <-> F32. Quantizers are the deterministic reference (GGUF-compatible). */
+void k_dequant_row(int type, const void *src, float *dst, int64_t n);
+void k_quant_row(int type, const float *src, void *dst, int64_t n);
+
+#endif

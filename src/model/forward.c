@@ -1,0 +1,249 @@
+/* forward.c - the LLaMA forward pass: batched prefill (BLAS sgemm) and incremental decode
+ * (matrix-vector kernels) over a KV cache; F32 activations.
+ *
+ *   x = embed(tokens)
+ *   for each block:  x += Wo . attn(rope(Wq . rms(x)), rope(Wk . rms(x)), Wv . rms(x))
+ *                    x += Wdown . (silu(Wgate . rms(x)) * (Wup . rms(x)))
+ *   logits = Wout . rms(x)
+ * q/k rows are in GGUF order, so RoPE rotates adjacent pairs (2i, 2i+1) by pos * freq_i. */
+#include "forward.h"
+
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pare_ctx {
+    const pare_model *m;
+    int n_ctx;
+    float **kcache, **vcache;   /* per layer: n_ctx x (n_head_kv * hd) */
+    float *freq;                /* hd/2 rotary frequencies, scaling applied */
+    /* scratch, sized for cap tokens */
+    int cap;
+    float *x, *xb, *q, *k, *v, *att, *g, *u;
+    int max_q, max_kv, max_ff;
+};
+
+static void ctx_free_scratch(pare_ctx *c) {
+    free(c->x); free(c->xb); free(c->q); free(c->k); free(c->v); free(c->att); free(c->g); free(c->u);
+    c->x = c->xb = c->q = c->k = c->v = c->att = c->g = c->u = NULL;
+    c->cap = 0;
+}
+
+static pare_status ctx_reserve(pare_ctx *c, int n) {
+    if (n <= c->cap) return PARE_OK;
+    ctx_free_scratch(c);
+    size_t N = (size_t)n, E = (size_t)c->m->n_embd;
+    c->x = pare_calloc(N * E, sizeof(float));
+    c->xb = pare_calloc(N * E, sizeof(float));
+    c->q = pare_calloc(N * (size_t)(c->max_q ? c->max_q : 1), sizeof(float));
+    c->k = pare_calloc(N * (size_t)(c->max_kv ? c->max_kv : 1), sizeof(float));
+    c->v = pare_calloc(N * (size_t)(c->max_kv ? c->max_kv : 1), sizeof(float));
+    c->att = pare_calloc(N * (size_t)(c->max_q ? c->max_q : 1), sizeof(float));
+    c->g = pare_calloc(N * (size_t)(c->max_ff ? c->max_ff : 1), sizeof(float));
+    c->u = pare_calloc(N * (size_t)(c->max_ff ? c->max_ff : 1), sizeof(float));
+    if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u) {
+        ctx_free_scratch(c);
+        return pare_fail(PARE_ERR_NOMEM, "out of memory for activations of %d tokens", n);
+    }
+    c->cap = n;
+    return PARE_OK;
+}
+
+void rope_freqs(const pare_model *m, float *freq) {
+    int hd = m->head_dim;
+    for (int i = 0; i < hd / 2; i++) {
+        float f = 1.0f / powf(m->rope_base, (float)(2 * i) / (float)hd);
+        if (m->rope_scaling == PARE_ROPE_SCALING_LLAMA3 && m->rope_factor > 0) {
+            float lo = m->rope_low_freq, hi = m->rope_high_freq, oc = (float)m->rope_orig_ctx;
+            float wavelen = 2.0f * (float)M_PI / f;
+            float lo_wl = oc / lo, hi_wl = oc / hi;
+            if (wavelen < hi_wl) {
+                /* high frequency: unchanged */
+            } else if (wavelen > lo_wl) {
+                f = f / m->rope_factor;
+            } else {
+                float smooth = (oc / wavelen - lo) / (hi - lo);
+                f = (1.0f - smooth) * f / m->rope_factor + smooth * f;
+            }
+        } else if (m->rope_scaling == PARE_ROPE_SCALING_LINEAR && m->rope_factor > 0) {
+            f = f / m->rope_factor;
+        }
+        freq[i] = f;
+    }
+}
+
+void rope_apply(float *v, int n_heads, int hd, int pos, const float *freq) {
+    for (int i = 0; i < hd / 2; i++) {
+        float th = (float)pos * freq[i], c = cosf(th), s = sinf(th);
+        for (int h = 0; h < n_heads; h++) {
+            float *p = v + (size_t)h * hd + 2 * i;
+            float a = p[0], b = p[1];
+            p[0] = a * c - b * s;
+            p[1] = a * s + b * c;
+        }
+    }
+}
+
+void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    double ss = 0; /* double: the sum of 4096 squares loses digits in float */
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
+}
+
+void linear(const pare_tensor *W, const float *X, int n, float *Y) {
+    if (n == 1) k_matvec(W->type, W->data, W->ne[1], W->ne[0], X, Y);
+    else k_matmul(W->type, W->data, W->ne[1], W->ne[0], X, n, Y);
+}
+
+pare_status pare_ctx_new(const pare_model *m, int n_ctx, pare_ctx **out) {
+    *out = NULL;
+    if (n_ctx <= 0) return pare_fail(PARE_ERR_ARG, "context size must be positive (got %d)", n_ctx);
+    k_init();
+    pare_ctx *c = pare_calloc(1, sizeof *c);
+    if (!c) return PARE_ERR_NOMEM;
+    c->m = m; c->n_ctx = n_ctx;
+    c->kcache = pare_calloc((size_t)(m->n_layer ? m->n_layer : 1), sizeof(float *));
+    c->vcache = pare_calloc((size_t)(m->n_layer ? m->n_layer : 1), sizeof(float *));
+    c->freq = pare_calloc((size_t)m->head_dim / 2 + 1, sizeof(float));
+    if (!c->kcache || !c->vcache || !c->freq) { pare_ctx_free(c); return PARE_ERR_NOMEM; }
+    rope_freqs(m, c->freq);
+    for (int l = 0; l < m->n_layer; l++) {
+        const pare_layer *L = &m->layers[l];
+        int q = L->n_head * m->head_dim, kv = L->n_head_kv * m->head_dim;
+        if (q > c->max_q) c->max_q = q;
+        if (kv > c->max_kv) c->max_kv = kv;
+        if (L->n_ff > c->max_ff) c->max_ff = L->n_ff;
+        if (kv > 0) {
+            c->kcache[l] = pare_calloc((size_t)n_ctx * kv, sizeof(float));
+            c->vcache[l] = pare_calloc((size_t)n_ctx * kv, sizeof(float));
+            if (!c->kcache[l] || !c->vcache[l]) { pare_ctx_free(c); return pare_fail(PARE_ERR_NOMEM, "out of memory for a KV cache of %d positions", n_ctx); }
+        }
+    }
+    *out = c;
+    return PARE_OK;
+}
+
+void pare_ctx_free(pare_ctx *c) {
+    if (!c) return;
+    for (int l = 0; c->kcache && l < c->m->n_layer; l++) { free(c->kcache[l]); free(c->vcache[l]); }
+    free(c->kcache); free(c->vcache); free(c->freq);
+    ctx_free_scratch(c);
+    free(c);
+}
+
+void pare_ctx_reset(pare_ctx *c) { (void)c; /* positions are overwritten as they are filled */ }
+
+/* Causal grouped-query attention for n new tokens at pos0..pos0+n-1 of one layer. */
+static void attention(pare_ctx *c, int l, int n, int pos0) {
+    const pare_model *m = c->m;
+    const pare_layer *L = &m->layers[l];
+    int hd = m->head_dim, H = L->n_head, KV = L->n_head_kv, grp = H / KV;
+    int kvdim = KV * hd, qdim = H * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    const float *K = c->kcache[l], *Vc = c->vcache[l];
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int t = 0; t < n; t++) {
+        for (int h = 0; h < H; h++) {
+            const float *q = c->q + (size_t)t * qdim + (size_t)h * hd;
+            int kvh = h / grp, npos = pos0 + t + 1;
+            float *o = c->att + (size_t)t * qdim + (size_t)h * hd;
+            /* online softmax: one pass, no per-head scratch needed */
+            float mx = -INFINITY, den = 0;
+            for (int d = 0; d < hd; d++) o[d] = 0;
+            for (int p = 0; p < npos; p++) {
+                const float *kp = K + (size_t)p * kvdim + (size_t)kvh * hd;
+                float dot = 0;
+                for (int d = 0; d < hd; d++) dot += q[d] * kp[d];
+                dot *= scale;
+                const float *vp = Vc + (size_t)p * kvdim + (size_t)kvh * hd;
+                if (dot > mx) {
+                    float corr = expf(mx - dot); /* exp(-inf) = 0 on the first step */
+                    den = den * corr + 1.0f;
+                    for (int d = 0; d < hd; d++) o[d] = o[d] * corr + vp[d];
+                    mx = dot;
+                } else {
+                    float e = expf(dot - mx);
+                    den += e;
+                    for (int d = 0; d < hd; d++) o[d] += e * vp[d];
+                }
+            }
+            float inv = 1.0f / den;
+            for (int d = 0; d < hd; d++) o[d] *= inv;
+        }
+    }
+}
+
+pare_status block_forward(pare_ctx *c, int l, float *x, int n, int pos0) {
+    const pare_model *m = c->m;
+    const pare_layer *L = &m->layers[l];
+    int E = m->n_embd, hd = m->head_dim;
+    pare_status st = ctx_reserve(c, n);
+    if (st) return st;
+    if (L->n_head > 0) {
+        int qdim = L->n_head * hd, kvdim = L->n_head_kv * hd;
+        for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, x + (size_t)t * E, L->attn_norm->data, E, m->norm_eps);
+        linear(L->wq, c->xb, n, c->q);
+        linear(L->wk, c->xb, n, c->k);
+        linear(L->wv, c->xb, n, c->v);
+        for (int t = 0; t < n; t++) {
+            rope_apply(c->q + (size_t)t * qdim, L->n_head, hd, pos0 + t, c->freq);
+            rope_apply(c->k + (size_t)t * kvdim, L->n_head_kv, hd, pos0 + t, c->freq);
+        }
+        memcpy(c->kcache[l] + (size_t)pos0 * kvdim, c->k, (size_t)n * kvdim * sizeof(float));
+        memcpy(c->vcache[l] + (size_t)pos0 * kvdim, c->v, (size_t)n * kvdim * sizeof(float));
+        attention(c, l, n, pos0);
+        linear(L->wo, c->att, n, c->xb);
+        for (size_t i = 0; i < (size_t)n * E; i++) x[i] += c->xb[i];
+    }
+    if (L->n_ff > 0) {
+        int F = L->n_ff;
+        for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, x + (size_t)t * E, L->ffn_norm->data, E, m->norm_eps);
+        linear(L->w_gate, c->xb, n, c->g);
+        linear(L->w_up, c->xb, n, c->u);
+        for (size_t i = 0; i < (size_t)n * F; i++) {
+            float g = c->g[i];
+            c->g[i] = g / (1.0f + expf(-g)) * c->u[i];
+        }
+        linear(L->w_down, c->g, n, c->xb);
+        for (size_t i = 0; i < (size_t)n * E; i++) x[i] += c->xb[i];
+    }
+    return PARE_OK;
+}
+
+pare_status forward_embed(pare_ctx *c, const int32_t *tokens, int n, float *x) {
+    const pare_model *m = c->m;
+    for (int t = 0; t < n; t++) {
+        if (tokens[t] < 0 || tokens[t] >= m->n_vocab)
+            return pare_fail(PARE_ERR_ARG, "token id %d out of range (vocabulary has %d)", tokens[t], m->n_vocab);
+        pare_tensor_row_f32(m->tok_embd, tokens[t], x + (size_t)t * m->n_embd);
+    }
+    return PARE_OK;
+}
+
+pare_status forward_head(pare_ctx *c, float *x, int n, float *logits) {
+    const pare_model *m = c->m;
+    int E = m->n_embd;
+    pare_status st = ctx_reserve(c, n);
+    if (st) return st;
+    for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, x + (size_t)t * E, m->out_norm->data, E, m->norm_eps);
+    linear(m->output, c->xb, n, logits);
+    return PARE_OK;
+}
+
+pare_status pare_forward(pare_ctx *c, const int32_t *tokens, int n, int pos0, float *logits) {
+    if (n <= 0 || pos0 < 0 || pos0 + n > c->n_ctx)
+        return pare_fail(PARE_ERR_ARG, "positions %d..%d do not fit a context of %d", pos0, pos0 + n - 1, c->n_ctx);
+    pare_status st = ctx_reserve(c, n);
+    if (st) return st;
+    float *x = c->x;
+    if ((st = forward_embed(c, tokens, n, x))) return st;
+    for (int l = 0; l < c->m->n_layer; l++)
+        if ((st = block_forward(c, l, x, n, pos0))) return st;
+    if (logits) return forward_head(c, x, n, logits);
+    return PARE_OK;
+}
+
+int ctx_n_ctx(const pare_ctx *c) { return c->n_ctx; }

@@ -1,0 +1,124 @@
+/* model.c - the model description: tensors by name, layers bound to them, shapes checked. */
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+pare_model *model_new(int n_layer, int n_tensors) {
+    pare_model *m = pare_calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->n_layer = n_layer;
+    m->layers = pare_calloc((size_t)(n_layer > 0 ? n_layer : 1), sizeof *m->layers);
+    m->tensors = pare_calloc((size_t)(n_tensors > 0 ? n_tensors : 1), sizeof *m->tensors);
+    if (!m->layers || !m->tensors) { free(m->layers); free(m->tensors); free(m); return NULL; }
+    m->n_tensors = 0;
+    m->norm_eps = 1e-5f; m->rope_base = 10000.0f;
+    return m;
+}
+
+pare_tensor *model_add_tensor(pare_model *m, const char *name, int type, int n_dims, const int64_t *ne,
+                              void *data, size_t nbytes, int owned) {
+    pare_tensor *t = &m->tensors[m->n_tensors];
+    memset(t, 0, sizeof *t);
+    t->name = pare_strdup(name);
+    if (!t->name) return NULL;
+    t->type = type; t->n_dims = n_dims;
+    for (int d = 0; d < 4; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
+    t->data = data; t->nbytes = nbytes; t->owned = owned;
+    m->n_tensors++;
+    return t;
+}
+
+pare_tensor *model_find_tensor(const pare_model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
+    return NULL;
+}
+
+static const char *mpath(const pare_model *m) { return m->path ? m->path : "model"; }
+
+/* Find a tensor and check it is 1-D [a] (b == 0) or 2-D [a, b] (ggml order). */
+static pare_status need(const pare_model *m, const char *name, int64_t a, int64_t b, bool optional, pare_tensor **out) {
+    pare_tensor *t = model_find_tensor(m, name);
+    *out = t;
+    if (!t) {
+        if (optional) return PARE_OK;
+        return pare_fail(PARE_ERR_FORMAT, "%s: missing tensor '%s'", mpath(m), name);
+    }
+    int nd = b ? 2 : 1;
+    int64_t tn2 = t->n_dims >= 2 ? t->ne[1] : 1;
+    bool ok = t->ne[0] == a && tn2 == (b ? b : 1) && (t->n_dims < 3 || t->ne[2] == 1) && (t->n_dims < 4 || t->ne[3] == 1);
+    if (!ok) {
+        if (nd == 1)
+            return pare_fail(PARE_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld], expected [%lld]", mpath(m), name,
+                             (long long)t->ne[0], (long long)tn2, (long long)a);
+        return pare_fail(PARE_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]", mpath(m), name,
+                         (long long)t->ne[0], (long long)tn2, (long long)a, (long long)b);
+    }
+    if (nd == 1 && t->type != PARE_TYPE_F32)
+        return pare_fail(PARE_ERR_UNSUPPORTED, "%s: norm tensor '%s' is %s (pare expects f32)", mpath(m), name, pare_type_name(t->type));
+    return PARE_OK;
+}
+
+pare_status model_bind(pare_model *m) {
+    if (m->n_layer < 0 || m->n_embd <= 0 || m->n_vocab <= 0 || m->head_dim <= 0 || m->head_dim % 2)
+        return pare_fail(PARE_ERR_FORMAT, "%s: bad hyper-parameters (layers %d, embd %d, vocab %d, head_dim %d)",
+                         mpath(m), m->n_layer, m->n_embd, m->n_vocab, m->head_dim);
+    pare_status st;
+    int64_t E = m->n_embd, V = m->n_vocab, hd = m->head_dim;
+    if ((st = need(m, "token_embd.weight", E, V, false, &m->tok_embd))) return st;
+    if ((st = need(m, "output_norm.weight", E, 0, false, &m->out_norm))) return st;
+    if ((st = need(m, "output.weight", E, V, true, &m->output))) return st;
+    m->tied = m->output == NULL;
+    if (m->tied) m->output = m->tok_embd;
+    char nm[96];
+    for (int i = 0; i < m->n_layer; i++) {
+        pare_layer *L = &m->layers[i];
+        if (L->n_head < 0 || L->n_head_kv < 0 || L->n_ff < 0 || (L->n_head > 0) != (L->n_head_kv > 0) ||
+            (L->n_head_kv > 0 && L->n_head % L->n_head_kv))
+            return pare_fail(PARE_ERR_FORMAT, "%s: layer %d: %d heads cannot share %d KV heads", mpath(m), i, L->n_head, L->n_head_kv);
+#define NEED(field, suffix, a, b) \
+        snprintf(nm, sizeof nm, "blk.%d." suffix ".weight", i); \
+        if ((st = need(m, nm, a, b, false, &L->field))) return st;
+        if (L->n_head > 0) {
+            NEED(attn_norm, "attn_norm", E, 0);
+            NEED(wq, "attn_q", E, L->n_head * hd);
+            NEED(wk, "attn_k", E, L->n_head_kv * hd);
+            NEED(wv, "attn_v", E, L->n_head_kv * hd);
+            NEED(wo, "attn_output", L->n_head * hd, E);
+        }
+        if (L->n_ff > 0) {
+            NEED(ffn_norm, "ffn_norm", E, 0);
+            NEED(w_gate, "ffn_gate", E, L->n_ff);
+            NEED(w_up, "ffn_up", E, L->n_ff);
+            NEED(w_down, "ffn_down", L->n_ff, E);
+        }
+#undef NEED
+    }
+    return PARE_OK;
+}
+
+int64_t model_n_params(const pare_model *m) {
+    int64_t n = 0;
+    for (int i = 0; i < m->n_tensors; i++) n += pare_tensor_nelem(&m->tensors[i]);
+    return n;
+}
+
+void qk_permute_to_gguf(void *dst, const void *src, int n_head, int hd, size_t row_bytes) {
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+    for (int h = 0; h < n_head; h++)
+        for (int i = 0; i < hd / 2; i++)
+            for (int j = 0; j < 2; j++)
+                memcpy(d + ((size_t)h * hd + 2 * i + j) * row_bytes, s + ((size_t)h * hd + j * (hd / 2) + i) * row_bytes, row_bytes);
+}
+
+void qk_permute_from_gguf(void *dst, const void *src, int n_head, int hd, size_t row_bytes) {
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+    for (int h = 0; h < n_head; h++)
+        for (int i = 0; i < hd / 2; i++)
+            for (int j = 0; j < 2; j++)
+                memcpy(d + ((size_t)h * hd + j * (hd / 2) + i) * row_bytes, s + ((size_t)h * hd + 2 * i + j) * row_bytes, row_bytes);
+}

@@ -1,0 +1,66 @@
+/* model.h - the model description every part of pare shares: LLaMA-family decoder with
+ * per-layer head counts and FFN widths, any number of blocks, per-tensor types. */
+#ifndef PARE_MODEL_H
+#define PARE_MODEL_H
+
+#include "../core.h"
+#include "../tok/vocab.h"
+
+typedef struct pare_layer {
+    int n_head, n_head_kv, n_ff;   /* per layer: pruning changes them */
+    pare_tensor *attn_norm;        /* [n_embd] */
+    pare_tensor *wq, *wk, *wv;     /* [n_embd] -> n_head*hd, n_head_kv*hd; q/k rows in GGUF
+                                      (interleaved rotary pair) order */
+    pare_tensor *wo;               /* n_head*hd -> n_embd */
+    pare_tensor *ffn_norm;
+    pare_tensor *w_gate, *w_up;    /* n_embd -> n_ff */
+    pare_tensor *w_down;           /* n_ff -> n_embd */
+} pare_layer;
+
+enum { PARE_ROPE_SCALING_NONE = 0, PARE_ROPE_SCALING_LLAMA3 = 1, PARE_ROPE_SCALING_LINEAR = 2 };
+
+struct pare_model {
+    char *path;
+    char *name;                    /* general.name, may be NULL */
+    int n_layer, n_embd, n_vocab, n_ctx_train, head_dim;
+    float norm_eps, rope_base;
+    int rope_scaling;              /* PARE_ROPE_SCALING_* */
+    float rope_factor, rope_low_freq, rope_high_freq;
+    int rope_orig_ctx;
+    bool tied;                     /* output == tok_embd */
+    pare_layer *layers;
+    pare_tensor *tok_embd, *out_norm, *output;
+    int n_tensors;
+    pare_tensor *tensors;          /* all tensors; the pointers above point into this array */
+    pare_vocab *vocab;             /* may be NULL (no tokenizer found) */
+    /* storage */
+    int n_maps;
+    pare_map maps[64];
+    void *owner;                   /* format-specific state kept alive (e.g. pare_gguf) */
+    void (*owner_free)(void *);
+};
+
+/* Allocate an empty model with n_layer layers and room for n_tensors tensors. */
+pare_model *model_new(int n_layer, int n_tensors);
+/* Add a tensor (name copied); returns the slot. */
+pare_tensor *model_add_tensor(pare_model *m, const char *name, int type, int n_dims,
+                              const int64_t *ne, void *data, size_t nbytes, int owned);
+pare_tensor *model_find_tensor(const pare_model *m, const char *name);
+/* After tensors and hyper-parameters are set: point layer fields at tensors by GGUF name and
+ * check every shape against the hyper-parameters (errors name path, tensor, shape). */
+pare_status model_bind(pare_model *m);
+int64_t model_n_params(const pare_model *m);
+
+/* format loaders / writers (src/io) */
+pare_status model_load_gguf(const char *path, pare_model **out);
+pare_status model_load_hf(const char *dir, pare_model **out);
+pare_status model_load_llama2c(const char *path, const char *tok_path, pare_model **out);
+pare_status model_save_gguf(const pare_model *m, const char *path);
+pare_status model_save_hf(const pare_model *m, const char *dir);
+
+/* HF <-> GGUF q/k row order. rows = n_head*hd rows of ncols elements each of elsize bytes:
+ * to_gguf: dst[h*hd + 2i + j] = src[h*hd + j*hd/2 + i]; from_gguf is the inverse. */
+void qk_permute_to_gguf(void *dst, const void *src, int n_head, int hd, size_t row_bytes);
+void qk_permute_from_gguf(void *dst, const void *src, int n_head, int hd, size_t row_bytes);
+
+#endif
