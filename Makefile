@@ -4,7 +4,7 @@
 CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O2
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Itools \
            -Wmissing-prototypes -Iinclude -Isrc -fopenmp $(OPT) -g
 LDLIBS  += -lopenblas -lcjson -lpcre2-8 -lm -fopenmp
 ifeq ($(SAN),1)
@@ -37,7 +37,9 @@ $(BUILD)/libpare.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/pare: $(BUILD)/tools/pare.o $(BUILD)/libpare.a
+CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tools/*.c)))
+
+$(BUILD)/pare: $(CLI_OBJ) $(BUILD)/libpare.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libpare.a
@@ -63,4 +65,4 @@ clean:
 	rm -rf build build-san
 
 .PHONY: all deps test check run clean
--include $(OBJ:.o=.d) $(TESTBINS:=.d) $(BUILD)/tools/pare.d
+-include $(OBJ:.o=.d) $(TESTBINS:=.d) $(CLI_OBJ:.o=.d)

@@ -18,15 +18,23 @@ const char *k_isa_name(pare_isa isa);
 pare_isa k_set_isa(pare_isa isa);
 
 /* dot of one weight row (n elements, layout of type) with x (n floats). n must be a multiple
- * of the type's block size. */
+ * of the type's block size. (For every function here: a type the kernels do not handle, or
+ * an n that is not whole blocks, gives NaN outputs and reads no weight byte; k_quant_row then
+ * writes nothing.) */
 float k_dot(int type, const void *row, const float *x, int64_t n);
 
 /* y[r] = dot(row r of W, x) for r in [0, rows). Split over OpenMP threads by rows:
- * every row is computed by one thread, so the result does not depend on the thread count. */
+ * every row is computed by one thread, so the result does not depend on the thread count.
+ * Q8_0/Q4_0 on AVX2/AVX-512 (as llama.cpp): x is rounded once per call to int8 in blocks of
+ * 32 (scale amax/127) and the dots are integer, so y differs from the exact-x reference by
+ * at most sum over blocks b of amax_b(x)/254 * sum_{j in b} |w_j| (plus float rounding).
+ * k_dot, k_matmul and the reference ISA use x as it is. */
 void k_matvec(int type, const void *W, int64_t rows, int64_t cols, const float *x, float *y);
 
 /* Y (n x rows) = X (n x cols) * W^T, row-major. F32 through BLAS sgemm; other types are
- * dequantized in row panels and multiplied by sgemm. */
+ * dequantized in row panels and multiplied by sgemm. Panels are split over OpenMP threads,
+ * each with a single-threaded sgemm (OpenBLAS's thread count is set to 1 for the call and
+ * restored), so the result does not depend on the thread count either. */
 void k_matmul(int type, const void *W, int64_t rows, int64_t cols, const float *X, int64_t n,
               float *Y);
 

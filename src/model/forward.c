@@ -10,6 +10,7 @@
 
 #include "kernels/kernels.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,13 @@ struct pare_ctx {
     int cap;
     float *x, *xb, *q, *k, *v, *att, *g, *u;
     int max_q, max_kv, max_ff;
+    fwd_hook hook;              /* calibration: sees the input of every linear layer */
+    void *hook_user;
 };
+
+void ctx_set_hook(pare_ctx *c, fwd_hook hook, void *user) { c->hook = hook; c->hook_user = user; }
+#define HOOK(point, buf, width) \
+    do { if (c->hook) c->hook(c->hook_user, l, (point), (buf), n, (width)); } while (0)
 
 static void ctx_free_scratch(pare_ctx *c) {
     free(c->x); free(c->xb); free(c->q); free(c->k); free(c->v); free(c->att); free(c->g); free(c->u);
@@ -136,7 +143,12 @@ void pare_ctx_free(pare_ctx *c) {
 
 void pare_ctx_reset(pare_ctx *c) { (void)c; /* positions are overwritten as they are filled */ }
 
-/* Causal grouped-query attention for n new tokens at pos0..pos0+n-1 of one layer. */
+/* Causal grouped-query attention for n new tokens at pos0..pos0+n-1 of one layer.
+ * One OpenMP task per query head (and, for long prompts, per slice of query rows): scores
+ * S = Q_h K_g^T through a single-threaded sgemm, a causal softmax per row (max, exp, sum in
+ * a fixed order), then O_h = P V_g through sgemm. Each output element is computed by exactly
+ * one task, so the result does not depend on the thread count. */
+#define ATT_ROWS 64
 static void attention(pare_ctx *c, int l, int n, int pos0) {
     const pare_model *m = c->m;
     const pare_layer *L = &m->layers[l];
@@ -144,36 +156,62 @@ static void attention(pare_ctx *c, int l, int n, int pos0) {
     int kvdim = KV * hd, qdim = H * hd;
     float scale = 1.0f / sqrtf((float)hd);
     const float *K = c->kcache[l], *Vc = c->vcache[l];
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int t = 0; t < n; t++) {
+    int nslice = (n + ATT_ROWS - 1) / ATT_ROWS;
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    #pragma omp parallel
+    {
+        float *S = NULL;
+        #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int h = 0; h < H; h++) {
-            const float *q = c->q + (size_t)t * qdim + (size_t)h * hd;
-            int kvh = h / grp, npos = pos0 + t + 1;
-            float *o = c->att + (size_t)t * qdim + (size_t)h * hd;
-            /* online softmax: one pass, no per-head scratch needed */
-            float mx = -INFINITY, den = 0;
-            for (int d = 0; d < hd; d++) o[d] = 0;
-            for (int p = 0; p < npos; p++) {
-                const float *kp = K + (size_t)p * kvdim + (size_t)kvh * hd;
-                float dot = 0;
-                for (int d = 0; d < hd; d++) dot += q[d] * kp[d];
-                dot *= scale;
-                const float *vp = Vc + (size_t)p * kvdim + (size_t)kvh * hd;
-                if (dot > mx) {
-                    float corr = expf(mx - dot); /* exp(-inf) = 0 on the first step */
-                    den = den * corr + 1.0f;
-                    for (int d = 0; d < hd; d++) o[d] = o[d] * corr + vp[d];
-                    mx = dot;
+            for (int sl = 0; sl < nslice; sl++) {
+                int t0 = sl * ATT_ROWS, nt = n - t0 < ATT_ROWS ? n - t0 : ATT_ROWS;
+                int np = pos0 + t0 + nt; /* keys visible to the last row of the slice */
+                if (!S) S = malloc((size_t)ATT_ROWS * (size_t)(pos0 + n) * sizeof(float));
+                if (!S) continue; /* cannot happen in practice; leaves the rows at their old values */
+                int kvh = h / grp;
+                const float *q = c->q + (size_t)t0 * qdim + (size_t)h * hd;
+                float *o = c->att + (size_t)t0 * qdim + (size_t)h * hd;
+                if (nt == 1) {
+                    for (int p = 0; p < np; p++) {
+                        const float *kp = K + (size_t)p * kvdim + (size_t)kvh * hd;
+                        float dot = 0;
+                        #pragma omp simd reduction(+ : dot)
+                        for (int d = 0; d < hd; d++) dot += q[d] * kp[d];
+                        S[p] = dot * scale;
+                    }
                 } else {
-                    float e = expf(dot - mx);
-                    den += e;
-                    for (int d = 0; d < hd; d++) o[d] += e * vp[d];
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, np, hd, scale, q, qdim,
+                                K + (size_t)kvh * hd, kvdim, 0.0f, S, np);
+                }
+                for (int t = 0; t < nt; t++) {
+                    float *srow = S + (size_t)t * np;
+                    int vis = pos0 + t0 + t + 1;
+                    float mx = srow[0];
+                    for (int p = 1; p < vis; p++) mx = srow[p] > mx ? srow[p] : mx;
+                    float den = 0;
+                    for (int p = 0; p < vis; p++) { srow[p] = expf(srow[p] - mx); den += srow[p]; }
+                    float inv = 1.0f / den;
+                    for (int p = 0; p < vis; p++) srow[p] *= inv;
+                    for (int p = vis; p < np; p++) srow[p] = 0.0f;
+                }
+                if (nt == 1) {
+                    for (int d = 0; d < hd; d++) o[d] = 0;
+                    for (int p = 0; p < np; p++) {
+                        const float *vp = Vc + (size_t)p * kvdim + (size_t)kvh * hd;
+                        float e = S[p];
+                        #pragma omp simd
+                        for (int d = 0; d < hd; d++) o[d] += e * vp[d];
+                    }
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hd, np, 1.0f, S, np,
+                                Vc + (size_t)kvh * hd, kvdim, 0.0f, o, qdim);
                 }
             }
-            float inv = 1.0f / den;
-            for (int d = 0; d < hd; d++) o[d] *= inv;
         }
+        free(S);
     }
+    openblas_set_num_threads(blas_threads);
 }
 
 pare_status block_forward(pare_ctx *c, int l, float *x, int n, int pos0) {
@@ -185,6 +223,7 @@ pare_status block_forward(pare_ctx *c, int l, float *x, int n, int pos0) {
     if (L->n_head > 0) {
         int qdim = L->n_head * hd, kvdim = L->n_head_kv * hd;
         for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, x + (size_t)t * E, L->attn_norm->data, E, m->norm_eps);
+        HOOK(FWD_ATTN_IN, c->xb, E);
         linear(L->wq, c->xb, n, c->q);
         linear(L->wk, c->xb, n, c->k);
         linear(L->wv, c->xb, n, c->v);
@@ -195,18 +234,21 @@ pare_status block_forward(pare_ctx *c, int l, float *x, int n, int pos0) {
         memcpy(c->kcache[l] + (size_t)pos0 * kvdim, c->k, (size_t)n * kvdim * sizeof(float));
         memcpy(c->vcache[l] + (size_t)pos0 * kvdim, c->v, (size_t)n * kvdim * sizeof(float));
         attention(c, l, n, pos0);
+        HOOK(FWD_O_IN, c->att, qdim);
         linear(L->wo, c->att, n, c->xb);
         for (size_t i = 0; i < (size_t)n * E; i++) x[i] += c->xb[i];
     }
     if (L->n_ff > 0) {
         int F = L->n_ff;
         for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, x + (size_t)t * E, L->ffn_norm->data, E, m->norm_eps);
+        HOOK(FWD_FFN_IN, c->xb, E);
         linear(L->w_gate, c->xb, n, c->g);
         linear(L->w_up, c->xb, n, c->u);
         for (size_t i = 0; i < (size_t)n * F; i++) {
             float g = c->g[i];
             c->g[i] = g / (1.0f + expf(-g)) * c->u[i];
         }
+        HOOK(FWD_DOWN_IN, c->g, F);
         linear(L->w_down, c->g, n, c->xb);
         for (size_t i = 0; i < (size_t)n * E; i++) x[i] += c->xb[i];
     }

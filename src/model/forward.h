@@ -17,4 +17,10 @@ pare_status block_forward(pare_ctx *c, int l, float *x, int n, int pos0);
 pare_status forward_head(pare_ctx *c, float *x, int n, float *logits);
 int ctx_n_ctx(const pare_ctx *c);
 
+/* Capture points: the inputs of the linear layers (q/k/v share one, gate/up share one). */
+enum { FWD_ATTN_IN = 0, FWD_O_IN = 1, FWD_FFN_IN = 2, FWD_DOWN_IN = 3, FWD_N_POINTS = 4 };
+/* Called from block_forward with x (n x width) just before the layers that read it. */
+typedef void (*fwd_hook)(void *user, int layer, int point, const float *x, int n, int width);
+void ctx_set_hook(pare_ctx *c, fwd_hook hook, void *user);
+
 #endif

@@ -15,6 +15,11 @@ typedef struct pare_layer {
     pare_tensor *ffn_norm;
     pare_tensor *w_gate, *w_up;    /* n_embd -> n_ff */
     pare_tensor *w_down;           /* n_ff -> n_embd */
+    /* Channel order of an N:M layout chosen by E-Sparse for the input of q/k/v (perm_attn,
+     * n_embd entries) and of o (perm_o, n_head*hd entries), or NULL. The weights stay in
+     * their natural column order (a dense engine ignores this); in the order
+     * W[:, perm[0]], W[:, perm[1]], ... every row holds exactly N of each M. */
+    int32_t *perm_attn, *perm_o;
 } pare_layer;
 
 enum { PARE_ROPE_SCALING_NONE = 0, PARE_ROPE_SCALING_LLAMA3 = 1, PARE_ROPE_SCALING_LINEAR = 2 };

@@ -29,11 +29,16 @@ struct pare_vocab {
 pare_status vocab_build(pare_vocab *v);
 void vocab_free(pare_vocab *v);
 
+/* pare_tokenize with llama.cpp's parse_special: when true, CONTROL and UNKNOWN token texts in
+ * the text become those tokens (USER_DEFINED ones always do). */
+pare_status vocab_tokenize(const pare_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
+                           int32_t **ids, size_t *n_ids);
+
 pare_status vocab_from_gguf(const pare_gguf *g, pare_vocab **out);
 void vocab_to_gguf(const pare_vocab *v, gguf_writer *w);     /* tokenizer.ggml.* keys */
 pare_status vocab_from_spm_model(const char *path, pare_vocab **out);   /* tokenizer.model */
 pare_status vocab_from_hf_json(const char *path, pare_vocab **out);     /* tokenizer.json */
-pare_status vocab_from_llama2c(const char *path, int n_vocab, pare_vocab **out); /* tok*.bin */
+pare_status vocab_from_llama2c(const char *path, int n_vocab, pare_vocab **out); /* tok*.bin; n_vocab <= 0: all */
 /* Write what Hugging Face loads for this vocab into folder dir (tokenizer.model for SPM,
  * tokenizer.json for BPE, plus tokenizer_config.json). */
 pare_status vocab_save_hf(const pare_vocab *v, const char *dir);

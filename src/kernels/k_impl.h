@@ -1,0 +1,90 @@
+/* k_impl.h - internal to src/kernels: the per-type operation table that dispatch.c binds to
+ * one ISA, and the helpers the ISA files share. Not part of the library's interface. */
+#ifndef PARE_K_IMPL_H
+#define PARE_K_IMPL_H
+
+#include "kernels.h"
+
+/* The weight types the kernels handle, as table slots. */
+enum { K_F32, K_F16, K_BF16, K_Q8_0, K_Q4_0, K_NTYPES };
+int k_slot(int type); /* -1 for a type the kernels do not handle */
+
+/* x prepared once per k_matvec call. x is always the exact activation. For the int8 paths
+ * (ops with wants_xq) x is also quantized in blocks of 32 (K_QX): q[i] = round(x[i] / d[b]),
+ * d[b] = amax_b / 127 (a float, not f16), |q| <= 127, and s8[b] = 8 * sum_b(q), the offset
+ * term of Q4_0 (its nibbles are stored +8). Rounding error per element is at most d[b] / 2.
+ * A block holding inf or NaN gets d[b] = NaN, so the dot is NaN as with the exact x.
+ * For kernels that give each block four int32 lanes (Q4_0 in AVX2 and AVX-512) the same
+ * numbers are also laid out per group of four blocks g (blocks 4g..4g+3, full groups only):
+ *   q4[128 g + 16 k + j] = q of element j of block 4g+k, q4[128 g + 64 + 16 k + j] = element
+ *   16 + j (j < 16); d4[4 b + l] = d[b] and o4[4 b + l] = -s8[b] / 4, for l < 4. */
+#define K_QX 32
+typedef struct {
+    const float *x;
+    const float *d;
+    const int32_t *s8;
+    const int8_t *q;
+    const int8_t *q4;
+    const float *d4;
+    const int32_t *o4;
+} k_xvec;
+
+/* quantize x for the int8 rows (k_quantize_x) */
+typedef void (*k_xprep_fn)(const float *x, int64_t n, void *buf, k_xvec *v);
+/* dot of one row with the exact x (n a multiple of the type's block) */
+typedef float (*k_dot_fn)(const void *row, const float *x, int64_t n);
+/* y[r] for rows r0 <= r < r1 of W (rows of row_bytes bytes, n elements). */
+typedef void (*k_rows_fn)(const void *W, size_t row_bytes, int64_t r0, int64_t r1, int64_t n,
+                          const k_xvec *x, float *y);
+typedef void (*k_dequant_fn)(const void *src, float *dst, int64_t n);
+
+typedef struct {
+    k_dot_fn dot;         /* exact x */
+    k_rows_fn rows;       /* matvec; NULL: dispatch loops over dot */
+    k_dequant_fn dequant;
+    int wants_xq;         /* rows reads the quantized x */
+    k_xprep_fn xprep;     /* quantizes x for rows; NULL: k_quantize_x */
+} k_ops;
+
+/* Each ISA file fills the slots it accelerates and leaves the others as they are, so a
+ * table is built as ref, then avx2 over it, then avx512 over that. vnni: use AVX512-VNNI
+ * (the caller has checked CPUID). */
+void k_ops_ref(k_ops ops[K_NTYPES]);
+void k_ops_avx2(k_ops ops[K_NTYPES]);
+void k_ops_avx512(k_ops ops[K_NTYPES], int vnni);
+
+/* Tests and benchmarks: allow (1, the default where the CPU has it) or forbid (0) the
+ * AVX512-VNNI int8 rows, and rebuild the table. Returns whether VNNI is now in use. */
+int k_set_vnni(int on);
+
+/* Quantize x (n a multiple of K_QX) as described at k_xvec into buf (k_xvec_bytes(n) bytes,
+ * 64-byte aligned) and point v's fields into it. q is x / d rounded to nearest, ties to even
+ * (the current rounding mode, as SIMD conversions do), so every ISA's version (k_ops.xprep)
+ * gives the same bytes. */
+size_t k_xvec_bytes(int64_t n);
+void k_quantize_x(const float *x, int64_t n, void *buf, k_xvec *v);
+/* where the arrays of k_xvec lie in buf, writable */
+typedef struct { float *d; int32_t *s8; int8_t *q; int8_t *q4; float *d4; int32_t *o4; } k_xbuf;
+k_xbuf k_xvec_layout(void *buf, int64_t n);
+/* the block scale for amax, as k_quantize_x computes it, and 1 / it (0 for 0) */
+static inline float k_xscale(float amax, float *inv) {
+    const float d = amax >= 1e-30f ? amax / 127.0f : 0.0f; /* tiny: zero (1/d would overflow) */
+    *inv = d != 0.0f ? 1.0f / d : 0.0f;
+    return d;
+}
+
+/* The reference quantizers (ggml's quantize_row_*_ref, byte for byte). */
+void k_ref_quant_row(int type, const float *src, void *dst, int64_t n);
+
+/* Software prefetch distance (bytes ahead in a weight row) of the SIMD matvec loops. The
+ * hardware prefetcher alone leaves the int8 and half-float loops (more work per byte than
+ * F32) about 15% short of the DRAM bandwidth on Zen 5; 4-32 KiB ahead all measured alike. */
+#ifndef K_PF
+#define K_PF 8192
+#endif
+
+/* Rows per work item of k_matvec's parallel loop: fixed, so the split is the same for any
+ * thread count. */
+#define K_ROW_CHUNK 16
+
+#endif

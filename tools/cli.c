@@ -1,0 +1,113 @@
+/* cli.c - what every subcommand shares: one-line errors, flag parsing, model loading. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *g_cmd = "pare";
+
+/* One-line error and a non-zero exit: the only way the CLI fails. */
+int die(const char *fmt, const char *arg) {
+    fprintf(stderr, "pare %s: ", g_cmd);
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    return 1;
+}
+int die_st(void) {
+    fprintf(stderr, "pare %s: %s\n", g_cmd, pare_last_error());
+    return 1;
+}
+
+/* ---- flag parsing -------------------------------------------------------------------- */
+
+static int is_flag(const char *a, const char *name) { return !strcmp(a, name); }
+
+/* Parse argv into positionals; option values are looked up with opt_*. Options are
+ * --name VALUE or --name=VALUE; boolean options are --name. */
+const char *opt_str(flags *f, const char *name, const char *def) {
+    size_t n = strlen(name);
+    for (int i = 0; i < f->argc; i++) {
+        const char *a = f->argv[i];
+        if (!strncmp(a, name, n) && a[n] == '=') return a + n + 1;
+        if (is_flag(a, name)) {
+            if (i + 1 < f->argc) return f->argv[i + 1];
+            f->bad = 1; die("option %s needs a value", name);
+            return def;
+        }
+    }
+    return def;
+}
+int opt_bool(flags *f, const char *name) {
+    for (int i = 0; i < f->argc; i++) if (is_flag(f->argv[i], name)) return 1;
+    return 0;
+}
+long opt_int(flags *f, const char *name, long def) {
+    const char *s = opt_str(f, name, NULL);
+    if (!s) return def;
+    char *e; errno = 0;
+    long v = strtol(s, &e, 10);
+    if (errno || *e || e == s) { f->bad = 1; die("option %s needs an integer", name); return def; }
+    return v;
+}
+double opt_num(flags *f, const char *name, double def) {
+    const char *s = opt_str(f, name, NULL);
+    if (!s) return def;
+    char *e; errno = 0;
+    double v = strtod(s, &e);
+    if (errno || *e || e == s) { f->bad = 1; die("option %s needs a number", name); return def; }
+    return v;
+}
+/* Collect positionals: anything not starting with '-' and not the value of a known
+ * value-taking option. */
+void parse(flags *f, int argc, char **argv, const char *const *valued) {
+    memset(f, 0, sizeof *f);
+    f->argc = argc; f->argv = argv;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] == '-' && a[1]) {
+            int takes = 0;
+            for (const char *const *v = valued; *v; v++) if (is_flag(a, *v)) takes = 1;
+            if (takes) i++;
+            continue;
+        }
+        if (f->n_pos < 4) f->pos[f->n_pos++] = a;
+    }
+}
+int check_unknown(flags *f, const char *const *valued, const char *const *booleans) {
+    for (int i = 0; i < f->argc; i++) {
+        const char *a = f->argv[i];
+        if (a[0] != '-' || !a[1]) continue;
+        int ok = 0;
+        for (const char *const *v = valued; *v && !ok; v++) {
+            size_t n = strlen(*v);
+            if (is_flag(a, *v)) { ok = 1; i++; }
+            else if (!strncmp(a, *v, n) && a[n] == '=') ok = 1;
+        }
+        for (const char *const *v = booleans; *v && !ok; v++) if (is_flag(a, *v)) ok = 1;
+        if (!ok) return die("unknown option %s (see --help)", a);
+    }
+    return 0;
+}
+
+void set_threads(flags *f) {
+    long t = opt_int(f, "--threads", 0);
+    if (t > 0) omp_set_num_threads((int)t);
+}
+
+int load(flags *f, const char *path, pare_model **m) {
+    const char *tok = opt_str(f, "--tokenizer", NULL);
+    if (pare_model_load(path, tok, m)) return die_st();
+    return 0;
+}
+
+
+int same_file(const char *a, const char *b) {
+    char ra[PATH_MAX], rb[PATH_MAX];
+    if (!realpath(a, ra) || !realpath(b, rb)) return 0;
+    return !strcmp(ra, rb);
+}
+

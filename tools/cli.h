@@ -1,0 +1,43 @@
+/* cli.h - shared pieces of the pare command-line tool. Each subcommand lives in a
+ * tools/cmd_*.c file as `int cmd_NAME(int argc, char **argv)` with a help text, and is
+ * listed in the table in tools/pare.c. */
+#ifndef PARE_CLI_H
+#define PARE_CLI_H
+
+#include "eval/eval.h"
+#include "model/model.h"
+
+#define PARE_VERSION "0.1.0"
+
+extern const char *g_cmd;          /* the running subcommand, for messages */
+int die(const char *fmt, const char *arg);   /* "pare CMD: message" on stderr, returns 1 */
+int die_st(void);                            /* the library's last error, returns 1 */
+
+typedef struct flags {
+    int argc; char **argv;
+    const char *pos[4]; int n_pos;
+    int bad;
+} flags;
+/* valued: NULL-terminated options that take a value (--name VALUE or --name=VALUE) */
+void parse(flags *f, int argc, char **argv, const char *const *valued);
+int check_unknown(flags *f, const char *const *valued, const char *const *booleans);
+const char *opt_str(flags *f, const char *name, const char *def);
+int opt_bool(flags *f, const char *name);
+long opt_int(flags *f, const char *name, long def);
+double opt_num(flags *f, const char *name, double def);
+void set_threads(flags *f);                  /* --threads T */
+int load(flags *f, const char *path, pare_model **m); /* honours --tokenizer; 1 on error */
+int same_file(const char *a, const char *b);
+
+#define CMD(name) extern const char *name##_HELP; int cmd_##name(int argc, char **argv)
+CMD(info); CMD(ppl); CMD(generate); CMD(convert); CMD(synth); CMD(prune); CMD(train);
+#undef CMD
+/* structured pruning (cmd_prune_structured.c): the --method value if it is one of its
+ * methods, else NULL; cmd_prune hands those to cmd_prune_structured */
+const char *structured_method_arg(int argc, char **argv);
+int cmd_prune_structured(int argc, char **argv, const char *method);
+/* block removal (cmd_prune_blocks.c): sleb, sleb-oneshot, shortgpt; same pattern */
+const char *blocks_method_arg(int argc, char **argv);
+int cmd_prune_blocks(int argc, char **argv, const char *method);
+
+#endif
