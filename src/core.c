@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -178,6 +179,62 @@ bool pare_mul_ok(size_t a, size_t b, size_t *out) {
 }
 
 /* ---- files --------------------------------------------------------------------------- */
+/* Every file pare has mapped and not yet unmapped (the model files it is working from) is
+ * registered with its folder, so that no output can replace an input while it is in use:
+ * `pare convert m.gguf -o m.gguf`, or an HF folder written into the folder it was loaded
+ * from, fails before a byte is written. */
+#define MAX_INPUTS 256
+static struct { dev_t dev, ddev; ino_t ino, dino; int refs; } g_inputs[MAX_INPUTS];
+static int g_n_inputs;
+static pthread_mutex_t g_inputs_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void input_ref(const char *path, const struct stat *st, int delta) {
+    struct stat ds = {0};
+    if (delta > 0) {
+        char *dir = pare_strdup(path);
+        if (dir) {
+            char *slash = strrchr(dir, '/');
+            if (!slash) { free(dir); dir = pare_strdup("."); }
+            else if (slash == dir) slash[1] = 0;
+            else *slash = 0;
+        }
+        if (!dir || stat(dir, &ds) != 0) memset(&ds, 0, sizeof ds);
+        free(dir);
+    }
+    pthread_mutex_lock(&g_inputs_mu);
+    int i = 0;
+    while (i < g_n_inputs && !(g_inputs[i].dev == st->st_dev && g_inputs[i].ino == st->st_ino)) i++;
+    if (i < g_n_inputs) {
+        g_inputs[i].refs += delta;
+        if (g_inputs[i].refs <= 0) g_inputs[i] = g_inputs[--g_n_inputs];
+    } else if (delta > 0 && g_n_inputs < MAX_INPUTS) {
+        g_inputs[i].dev = st->st_dev; g_inputs[i].ino = st->st_ino;
+        g_inputs[i].ddev = ds.st_dev; g_inputs[i].dino = ds.st_ino; g_inputs[i].refs = delta;
+        g_n_inputs++;
+    }
+    pthread_mutex_unlock(&g_inputs_mu);
+}
+
+static bool registered(const struct stat *st, int as_dir) {
+    pthread_mutex_lock(&g_inputs_mu);
+    bool hit = false;
+    for (int i = 0; i < g_n_inputs && !hit; i++)
+        hit = as_dir ? g_inputs[i].ddev == st->st_dev && g_inputs[i].dino == st->st_ino
+                     : g_inputs[i].dev == st->st_dev && g_inputs[i].ino == st->st_ino;
+    pthread_mutex_unlock(&g_inputs_mu);
+    return hit;
+}
+
+bool pare_is_input(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && registered(&st, 0);
+}
+
+bool pare_dir_has_input(const char *dir) {
+    struct stat st;
+    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && registered(&st, 1);
+}
+
 pare_status pare_map_file(const char *path, pare_map *out) {
     out->addr = NULL; out->size = 0;
     int fd = open(path, O_RDONLY);
@@ -192,10 +249,18 @@ pare_status pare_map_file(const char *path, pare_map *out) {
     close(fd);
     if (p == MAP_FAILED) return pare_fail(PARE_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
     out->addr = p; out->size = (size_t)st.st_size;
+    out->dev = (uint64_t)st.st_dev; out->ino = (uint64_t)st.st_ino;
+    input_ref(path, &st, +1);
     return PARE_OK;
 }
 void pare_unmap(pare_map *m) {
-    if (m->addr) munmap(m->addr, m->size);
+    if (m->addr) {
+        munmap(m->addr, m->size);
+        struct stat st;
+        memset(&st, 0, sizeof st);
+        st.st_dev = (dev_t)m->dev; st.st_ino = (ino_t)m->ino;
+        input_ref(NULL, &st, -1);
+    }
     m->addr = NULL; m->size = 0;
 }
 
@@ -223,6 +288,7 @@ pare_status pare_read_file(const char *path, char **buf, size_t *len) {
 
 pare_status pare_out_open(pare_out *o, const char *path) {
     memset(o, 0, sizeof *o);
+    if (pare_is_input(path)) return pare_fail(PARE_ERR_ARG, "%s: is an input of this run; refusing to overwrite it", path);
     size_t n = strlen(path) + 32;
     o->tmp = pare_malloc(n); o->path = pare_strdup(path);
     if (!o->tmp || !o->path) { free(o->tmp); free(o->path); return PARE_ERR_NOMEM; }

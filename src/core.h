@@ -70,7 +70,7 @@ char *pare_strdup(const char *s);
 bool pare_mul_ok(size_t a, size_t b, size_t *out); /* false on overflow */
 
 /* A read-only memory map of a whole file. */
-typedef struct pare_map { void *addr; size_t size; } pare_map;
+typedef struct pare_map { void *addr; size_t size; uint64_t dev, ino; } pare_map;
 pare_status pare_map_file(const char *path, pare_map *out);
 void pare_unmap(pare_map *m);
 /* Read a whole (small) file into a NUL-terminated malloc'ed buffer. */
@@ -79,6 +79,11 @@ pare_status pare_read_file(const char *path, char **buf, size_t *len);
 /* Safe output: open path.tmp.<pid>, write, then pare_commit renames it to path.
  * pare_abort_write removes the temporary file. */
 typedef struct pare_out { void *fp; char *tmp; char *path; int failed; } pare_out;
+/* Inputs in use: pare_map_file registers a file (and its folder) until pare_unmap, and
+ * pare_out_open refuses to replace a registered file; writers of folders (HF) refuse a folder
+ * that holds one. */
+bool pare_is_input(const char *path);
+bool pare_dir_has_input(const char *dir);
 pare_status pare_out_open(pare_out *o, const char *path);
 pare_status pare_out_write(pare_out *o, const void *p, size_t n);
 pare_status pare_out_commit(pare_out *o);

@@ -80,7 +80,9 @@ static pare_status rd_value(rd *r, gguf_kv *kv) {
         kv->arr_type = (int)at; kv->n = n;
         if (at == GGUF_STR) {
             /* each string needs at least 8 bytes: bound n before allocating */
-            if (n > (r->n - r->off) / 8) return rd_short(r, (size_t)-1);
+            if (n > (r->n - r->off) / 8)
+                return pare_fail(PARE_ERR_FORMAT, "%s: truncated in key '%s': an array of %llu strings cannot fit in the %zu bytes left",
+                                 r->path, kv->key, (unsigned long long)n, r->n - r->off);
             kv->strs = pare_calloc((size_t)n, sizeof(char *));
             if (!kv->strs) return PARE_ERR_NOMEM;
             for (uint64_t i = 0; i < n; i++)
@@ -89,7 +91,9 @@ static pare_status rd_value(rd *r, gguf_kv *kv) {
         }
         size_t es = vtype_size((int)at);
         if (!es) return pare_fail(PARE_ERR_FORMAT, "%s: key '%s': unknown array element type %u", r->path, kv->key, at);
-        if (n > (r->n - r->off) / es) return rd_short(r, (size_t)-1);
+        if (n > (r->n - r->off) / es)
+            return pare_fail(PARE_ERR_FORMAT, "%s: truncated in key '%s': an array of %llu x %zu bytes runs past the end (%zu bytes left)",
+                             r->path, kv->key, (unsigned long long)n, es, r->n - r->off);
         kv->data = r->p + r->off;
         r->off += (size_t)n * es;
         return PARE_OK;

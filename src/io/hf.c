@@ -584,6 +584,8 @@ pare_status model_save_hf(const pare_model *m, const char *dir) {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) return pare_fail(PARE_ERR_IO, "%s: cannot create folder (%s)", dir, strerror(errno));
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return pare_fail(PARE_ERR_IO, "%s: not a folder", dir);
+    if (pare_dir_has_input(dir))
+        return pare_fail(PARE_ERR_ARG, "%s: holds an input of this run; refusing to write a model into it", dir);
     pare_status st = PARE_OK;
     int L = m->n_layer;
     st_writer *w = st_writer_new();

@@ -67,7 +67,9 @@ pare_status pare_model_load(const char *path, const char *tokenizer_path, pare_m
         if (!f) return pare_fail(PARE_ERR_IO, "%s: cannot open", path);
         size_t k = fread(magic, 1, 4, f);
         fclose(f);
-        if (k == 4 && !memcmp(magic, "GGUF", 4)) st = model_load_gguf(path, &m);
+        /* by magic; a file named *.gguf is read as GGUF whatever it holds, so that a damaged
+         * one is reported as a damaged GGUF, not as a strange llama2.c checkpoint */
+        if ((k == 4 && !memcmp(magic, "GGUF", 4)) || ends_with(path, ".gguf")) st = model_load_gguf(path, &m);
         else return model_load_llama2c(path, tokenizer_path, out);
     }
     if (st) return st;

@@ -1,0 +1,69 @@
+#!/bin/sh
+# test_cli.sh BUILD - the CLI on bad input: every case must exit non-zero with exactly one
+# line on stderr that names the file (or the option) at fault, print nothing to stdout,
+# leave no output behind and never touch its input. Run by scripts/run_tests.sh.
+B=${1:-build}
+P="$B/pare"
+DATA=${PARE_DATA:-../shared/data}
+M="$DATA/bench/brown-4m/model.gguf"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail=0; n=0
+
+# expect NAME NEEDLE CMD...: non-zero exit, one stderr line containing NEEDLE, empty stdout
+expect() {
+    name=$1; needle=$2; shift 2
+    n=$((n+1))
+    "$@" >"$T/out" 2>"$T/err"; rc=$?
+    lines=$(wc -l <"$T/err")
+    if [ $rc = 0 ] || [ "$lines" != 1 ] || ! grep -qF -- "$needle" "$T/err" || [ -s "$T/out" ]; then
+        echo "FAIL $name: rc=$rc, $lines stderr lines, stdout $(wc -c <"$T/out") bytes:"; cat "$T/err"
+        fail=$((fail+1))
+    else
+        echo "ok   $name: $(cat "$T/err")"
+    fi
+}
+
+[ -f "$M" ] || { echo "test_cli.sh: $M not found (set PARE_DATA)"; exit 1; }
+sum0=$(sha256sum "$M" | cut -d' ' -f1)
+size=$(wc -c <"$M")
+
+for cut in 3 24 100 1000 40000 $((size / 2)) $((size - 1)); do
+    head -c "$cut" "$M" >"$T/cut.gguf"
+    expect "truncated at $cut" "cut.gguf" "$P" info "$T/cut.gguf"
+done
+{ printf 'GGUX'; tail -c +5 "$M"; } >"$T/magic.gguf"
+expect "wrong magic" "magic.gguf" "$P" info "$T/magic.gguf"
+expect "missing file" "nope.gguf" "$P" info "$T/nope.gguf"
+printf 'hello world\n' >"$T/short.txt"
+expect "text shorter than a window" "256" "$P" ppl "$M" --text "$T/short.txt" --ctx 256
+expect "bad --ctx" "ctx" "$P" ppl "$M" --text "$T/short.txt" --ctx 1
+expect "unknown option" "--frobnicate" "$P" info "$M" --frobnicate
+expect "output into a missing folder" "$T/no/dir/x.gguf" "$P" convert "$M" -o "$T/no/dir/x.gguf"
+cp "$M" "$T/in.gguf"; sum1=$(sha256sum "$T/in.gguf" | cut -d' ' -f1)
+expect "output over the input" "input" "$P" convert "$T/in.gguf" -o "$T/in.gguf"
+n=$((n+1))
+if [ "$(sha256sum "$T/in.gguf" | cut -d' ' -f1)" != "$sum1" ]; then echo "FAIL convert replaced its input"; fail=$((fail+1)); fi
+"$P" convert "$T/in.gguf" -o "$T/hfout" >/dev/null 2>&1
+sum2=$(cat "$T/hfout/model.safetensors" "$T/hfout/config.json" | sha256sum | cut -d' ' -f1)
+expect "HF folder written into itself" "hfout" "$P" convert "$T/hfout" -o "$T/hfout"
+n=$((n+1))
+if [ "$(cat "$T/hfout/model.safetensors" "$T/hfout/config.json" | sha256sum | cut -d' ' -f1)" != "$sum2" ]; then
+    echo "FAIL convert rewrote the folder it read"; fail=$((fail+1)); fi
+# an HF folder whose config.json contradicts the weights
+mkdir -p "$T/hf"
+sed 's/"hidden_size": *192/"hidden_size": 256/' "$DATA/bench/brown-4m/config.json" >"$T/hf/config.json"
+ln -s "$(cd "$DATA/bench/brown-4m" && pwd)/model.safetensors" "$T/hf/model.safetensors"
+ln -s "$(cd "$DATA/bench/brown-4m" && pwd)/tokenizer.model" "$T/hf/tokenizer.model"
+expect "config.json contradicts the shapes" "hf" "$P" info "$T/hf"
+sed 's/LlamaForCausalLM/MambaForCausalLM/; s/"model_type": *"llama"/"model_type": "mamba"/' \
+    "$DATA/bench/brown-4m/config.json" >"$T/hf/config.json"
+expect "unknown architecture" "hf" "$P" info "$T/hf"
+
+n=$((n+1))
+left=$(find "$T" -name '*.tmp*' | wc -l)
+if [ "$left" != 0 ]; then echo "FAIL temporary files left behind: $left"; fail=$((fail+1)); fi
+n=$((n+1))
+if [ "$(sha256sum "$M" | cut -d' ' -f1)" != "$sum0" ]; then echo "FAIL the input model changed"; fail=$((fail+1)); fi
+echo "test_cli.sh: $n checks, $fail failed"
+[ $fail = 0 ]
