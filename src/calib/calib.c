@@ -124,8 +124,8 @@ static void collect_hook(void *user, int layer, int point, const float *x, int n
     const float *X = x + (size_t)t0 * w;
     int T = n - t0;
     if (T <= 0) return;
-    s->ntok += T;
-    #pragma omp parallel for schedule(static)
+    if (want != STAT_HIST) s->ntok += T; /* a histogram-only pass re-reads tokens already counted */
+    #pragma omp parallel for schedule(static) if ((size_t)T * w >= 16384)
     for (int j = 0; j < w; j++) {
         double ss = 0, sm = 0;
         float mn = s->min ? s->min[j] : 0, mx = s->max ? s->max[j] : 0;

@@ -182,6 +182,40 @@ static pare_status rope_scaling(pare_model *m, const pare_gguf *g) {
     return PARE_OK;
 }
 
+/* pare.blk.L.perm_{attn,o,ffn}: int32 arrays of the input width, each a permutation. */
+static pare_status load_perms(const pare_gguf *g, pare_model *m) {
+    for (int l = 0; l < m->n_layer; l++) {
+        pare_layer *ly = &m->layers[l];
+        int32_t **slot[3] = {&ly->perm_attn, &ly->perm_o, &ly->perm_ffn};
+        const int64_t width[3] = {m->n_embd, (int64_t)ly->n_head * m->head_dim, m->n_embd};
+        for (int k = 0; k < 3; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "pare.blk.%d.perm_%s", l, k == 0 ? "attn" : k == 1 ? "o" : "ffn");
+            const gguf_kv *kv = gguf_find(g, key);
+            if (!kv) continue;
+            if (kv->type != GGUF_ARR || kv->arr_type != GGUF_I32 || kv->n != (uint64_t)width[k])
+                return pare_fail(PARE_ERR_FORMAT, "%s: '%s' is not an int32 array of %lld channels", g->path, key,
+                                 (long long)width[k]);
+            int32_t *p = pare_malloc((size_t)width[k] * sizeof(int32_t));
+            uint8_t *seen = pare_calloc((size_t)width[k] + 1, 1);
+            if (!p || !seen) { free(p); free(seen); return PARE_ERR_NOMEM; }
+            memcpy(p, kv->data, (size_t)width[k] * sizeof(int32_t));
+            for (int64_t i = 0; i < width[k]; i++) {
+                if (p[i] < 0 || p[i] >= width[k] || seen[p[i]]) {
+                    free(p); free(seen);
+                    return pare_fail(PARE_ERR_FORMAT, "%s: '%s' is not a permutation of 0..%lld", g->path, key,
+                                     (long long)width[k] - 1);
+                }
+                seen[p[i]] = 1;
+            }
+            free(seen);
+            free(*slot[k]);
+            *slot[k] = p;
+        }
+    }
+    return PARE_OK;
+}
+
 pare_status model_load_gguf(const char *path, pare_model **out) {
     *out = NULL;
     pare_gguf *g = NULL;
@@ -290,6 +324,7 @@ pare_status model_load_gguf(const char *path, pare_model **out) {
     }
     m->n_vocab = (int)te->ne[1];
     if ((st = model_bind(m))) goto fail;
+    if ((st = load_perms(g, m))) goto fail;
     if (gguf_find(g, "tokenizer.ggml.model") || gguf_find(g, "tokenizer.ggml.tokens")) {
         if ((st = vocab_from_gguf(g, &m->vocab))) goto fail;
         if (m->vocab->n_tokens > m->n_vocab) {
@@ -409,6 +444,18 @@ pare_status model_save_gguf(const pare_model *m, const char *path) {
         if (count[t] > count[best]) best = t;
     gguf_w_u32(w, "general.file_type", (uint32_t)ftype_of(best));
     if (m->vocab) vocab_to_gguf(m->vocab, w);
+    /* E-Sparse channel orders (model.h); llama.cpp ignores keys it does not know */
+    for (int l = 0; l < L; l++) {
+        const pare_layer *ly = &m->layers[l];
+        const int32_t *pp[3] = {ly->perm_attn, ly->perm_o, ly->perm_ffn};
+        const uint64_t pn[3] = {(uint64_t)m->n_embd, (uint64_t)ly->n_head * (uint64_t)m->head_dim, (uint64_t)m->n_embd};
+        for (int k = 0; k < 3; k++) {
+            if (!pp[k]) continue;
+            char key[64];
+            snprintf(key, sizeof key, "pare.blk.%d.perm_%s", l, k == 0 ? "attn" : k == 1 ? "o" : "ffn");
+            gguf_w_arr_i32(w, key, pp[k], pn[k]);
+        }
+    }
 
     /* tensors in a fixed order: token_embd, each block, output_norm, output, then the rest */
     if (m->rope_scaling == PARE_ROPE_SCALING_LLAMA3) {

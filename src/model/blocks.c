@@ -83,6 +83,7 @@ pare_status model_remove_blocks(pare_model *m, const int *remove, int k) {
         if (newidx[l] < 0) {
             free(m->layers[l].perm_attn);
             free(m->layers[l].perm_o);
+            free(m->layers[l].perm_ffn);
             continue;
         }
         if (newidx[l] != l) m->layers[newidx[l]] = m->layers[l];

@@ -19,6 +19,7 @@ void pare_model_free(pare_model *m) {
         for (int i = 0; i < m->n_layer; i++) {
             free(m->layers[i].perm_attn);
             free(m->layers[i].perm_o);
+            free(m->layers[i].perm_ffn);
         }
     free(m->layers);
     if (m->vocab) vocab_free(m->vocab);

@@ -16,10 +16,12 @@ typedef struct pare_layer {
     pare_tensor *w_gate, *w_up;    /* n_embd -> n_ff */
     pare_tensor *w_down;           /* n_ff -> n_embd */
     /* Channel order of an N:M layout chosen by E-Sparse for the input of q/k/v (perm_attn,
-     * n_embd entries) and of o (perm_o, n_head*hd entries), or NULL. The weights stay in
-     * their natural column order (a dense engine ignores this); in the order
-     * W[:, perm[0]], W[:, perm[1]], ... every row holds exactly N of each M. */
-    int32_t *perm_attn, *perm_o;
+     * n_embd entries), of o (perm_o, n_head*hd entries) and of gate/up (perm_ffn, n_embd
+     * entries), or NULL. The weights stay in their natural column order (a dense engine
+     * ignores this); in the order W[:, perm[0]], W[:, perm[1]], ... every row holds exactly
+     * N of each M. Saved in GGUF as the int32 arrays pare.blk.L.perm_{attn,o,ffn}, which
+     * other readers ignore. (down's input order is folded into gate/up rows and down.) */
+    int32_t *perm_attn, *perm_o, *perm_ffn;
 } pare_layer;
 
 enum { PARE_ROPE_SCALING_NONE = 0, PARE_ROPE_SCALING_LLAMA3 = 1, PARE_ROPE_SCALING_LINEAR = 2 };

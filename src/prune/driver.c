@@ -130,14 +130,17 @@ pare_status prune_model(pare_model *m, const calib_data *cd, const prune_opts *o
                     st = esparse_prune_input(gw, gr, nw, c, &stats[p], o, perm);
                     int ident = 1;
                     for (int64_t i = 0; i < c; i++) if (perm[i] != i) ident = 0;
-                    if (!st && !ident && p == FWD_DOWN_IN) {
-                        fold_ffn_perm(W[MG], W[MU], W[MD], rows[MG], cols[MG], perm);
-                    } else if (!st && !ident && p == FWD_ATTN_IN) {
-                        free(L->perm_attn); L->perm_attn = perm; perm = NULL;
-                    } else if (!st && !ident && p == FWD_O_IN) {
-                        free(L->perm_o); L->perm_o = perm; perm = NULL;
+                    if (st) { free(perm); break; }
+                    if (p == FWD_DOWN_IN) {
+                        if (!ident) fold_ffn_perm(W[MG], W[MU], W[MD], rows[MG], cols[MG], perm);
+                        free(perm);
+                        continue;
                     }
-                    free(perm);
+                    /* record the order (or drop an older one when this run kept the natural order) */
+                    int32_t **slot = p == FWD_ATTN_IN ? &L->perm_attn : p == FWD_O_IN ? &L->perm_o : &L->perm_ffn;
+                    free(*slot);
+                    *slot = ident ? NULL : perm;
+                    if (ident) free(perm);
                 }
                 break;
             }

@@ -42,45 +42,85 @@ static int chan_desc(const void *a, const void *b) {
 /* Scores of all rows (stacked over the matrices) in permuted column order:
  * P[r * cols + k] = S[r][perm[k]]. */
 static void gather_cols(const float *S, int64_t rows, int64_t cols, const int32_t *perm, float *P) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (rows * cols >= 65536)
     for (int64_t r = 0; r < rows; r++)
         for (int64_t k = 0; k < cols; k++) P[r * cols + k] = S[r * cols + perm[k]];
 }
 
-/* Local block shuffle on P (rows x cols, permuted order), updating perm and P. */
+/* Gains of swapping channels i < j (block-relative, different groups) for the pairs whose
+ * groups are not both outside {ga, gb} (ga = gb = -1: every pair), from the groups' top-N
+ * sums in base. Each gain is a sum over the rows in row order, so it does not depend on the
+ * thread count, and a pair's gain is the same whether it was recomputed or kept. */
+static void lbs_gains(const float *P, int64_t rows, int64_t cols, int64_t b0, int64_t nb, int M, int N,
+                      const float *base, int64_t ga, int64_t gb, double *gain) {
+    int64_t ng = nb / M;
+    #pragma omp parallel for schedule(dynamic, 1) if (rows * nb * (ga < 0 ? nb : 4 * M) >= 200000)
+    for (int64_t i = 0; i < nb; i++) {
+        int64_t g1 = i / M;
+        for (int64_t j = i + 1; j < nb; j++) {
+            int64_t g2 = j / M;
+            if (g1 == g2) continue;
+            if (ga >= 0 && g1 != ga && g1 != gb && g2 != ga && g2 != gb) continue;
+            double gsum = 0;
+            for (int64_t r = 0; r < rows; r++) {
+                float a[16], bb[16];
+                const float *row = P + r * cols + b0;
+                memcpy(a, row + g1 * M, (size_t)M * sizeof(float));
+                memcpy(bb, row + g2 * M, (size_t)M * sizeof(float));
+                float t = a[i - g1 * M]; a[i - g1 * M] = bb[j - g2 * M]; bb[j - g2 * M] = t;
+                float before = base[r * ng + g1] + base[r * ng + g2];
+                gsum += (double)(top_n_sum(a, M, N) + top_n_sum(bb, M, N) - before);
+            }
+            gain[i * nb + j] = gsum;
+        }
+    }
+}
+
+static void lbs_base(const float *P, int64_t rows, int64_t cols, int64_t b0, int64_t ng, int M, int N, int64_t g,
+                     float *base) {
+    for (int64_t r = 0; r < rows; r++) {
+        float a[16];
+        memcpy(a, P + r * cols + b0 + g * M, (size_t)M * sizeof(float));
+        base[r * ng + g] = top_n_sum(a, M, N);
+    }
+}
+
+/* Local block shuffle on P (rows x cols, permuted order), updating perm and P. Each greedy
+ * step takes, among all pairs (i, j) of channels of the block in different groups, the first
+ * in (i, j) order whose gain in kept score R beats the best so far by a relative 1e-12, and
+ * swaps it; it stops when no swap gains or after es_lbs_iters swaps. A swap changes only the
+ * gains of pairs that touch its two groups, so only those are recomputed. */
 static void local_block_shuffle(float *P, int64_t rows, int64_t cols, int32_t *perm, const prune_opts *o) {
     int M = o->nm_m, N = o->nm_n;
     int B = o->es_lbs_block / M * M;
     if (B < 2 * M) B = 2 * M;
+    double *gain = pare_malloc((size_t)B * B * sizeof(double));
+    float *base = pare_malloc((size_t)rows * (B / M + 1) * sizeof(float));
+    if (!gain || !base) { free(gain); free(base); return; } /* no shuffle: the GNS order stands */
     for (int64_t b0 = 0; b0 < cols; b0 += B) {
-        int64_t b1 = b0 + B < cols ? b0 + B : cols;
+        int64_t b1 = b0 + B < cols ? b0 + B : cols, nb = b1 - b0, ng = nb / M;
+        for (int64_t g = 0; g < ng; g++) lbs_base(P, rows, cols, b0, ng, M, N, g, base);
+        lbs_gains(P, rows, cols, b0, nb, M, N, base, -1, -1, gain);
         for (int it = 0; it < o->es_lbs_iters; it++) {
             double best = 0;
             int64_t bi = -1, bj = -1;
-            /* try every pair (i, j) of channels of the block in different groups */
-            for (int64_t i = b0; i < b1; i++) {
-                for (int64_t j = i + 1; j < b1; j++) {
-                    int64_t g1 = i / M * M, g2 = j / M * M;
-                    if (g1 == g2) continue;
-                    double gain = 0;
-                    #pragma omp parallel for reduction(+ : gain) schedule(static)
-                    for (int64_t r = 0; r < rows; r++) {
-                        float a[16], b[16];
-                        const float *row = P + r * cols;
-                        memcpy(a, row + g1, (size_t)M * sizeof(float));
-                        memcpy(b, row + g2, (size_t)M * sizeof(float));
-                        float before = top_n_sum(a, M, N) + top_n_sum(b, M, N);
-                        float t = a[i - g1]; a[i - g1] = b[j - g2]; b[j - g2] = t;
-                        gain += (double)(top_n_sum(a, M, N) + top_n_sum(b, M, N) - before);
-                    }
-                    if (gain > best + 1e-12 * (best > 0 ? best : 1)) { best = gain; bi = i; bj = j; }
+            for (int64_t i = 0; i < nb; i++)
+                for (int64_t j = i + 1; j < nb; j++) {
+                    if (i / M == j / M) continue;
+                    double g = gain[i * nb + j];
+                    if (g > best + 1e-12 * (best > 0 ? best : 1)) { best = g; bi = i; bj = j; }
                 }
-            }
             if (bi < 0) break; /* no swap gains: local optimum */
-            int32_t t = perm[bi]; perm[bi] = perm[bj]; perm[bj] = t;
-            for (int64_t r = 0; r < rows; r++) { float v = P[r * cols + bi]; P[r * cols + bi] = P[r * cols + bj]; P[r * cols + bj] = v; }
+            int64_t ci = b0 + bi, cj = b0 + bj;
+            int32_t t = perm[ci]; perm[ci] = perm[cj]; perm[cj] = t;
+            for (int64_t r = 0; r < rows; r++) { float v = P[r * cols + ci]; P[r * cols + ci] = P[r * cols + cj]; P[r * cols + cj] = v; }
+            if (it + 1 == o->es_lbs_iters) break;
+            lbs_base(P, rows, cols, b0, ng, M, N, bi / M, base);
+            lbs_base(P, rows, cols, b0, ng, M, N, bj / M, base);
+            lbs_gains(P, rows, cols, b0, nb, M, N, base, bi / M, bj / M, gain);
         }
     }
+    free(gain); free(base);
 }
 
 pare_status esparse_prune_input(float **W, const int64_t *rows, int nW, int64_t cols, const calib_stats *st,
@@ -134,7 +174,7 @@ pare_status esparse_prune_input(float **W, const int64_t *rows, int nW, int64_t 
         if (!kp) { res = PARE_ERR_NOMEM; goto done; }
         mask_nm(P, R, cols, N, M, kp);
         /* back to natural column order */
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if (R * cols >= 65536)
         for (int64_t r = 0; r < R; r++)
             for (int64_t k = 0; k < cols; k++) keep[r * cols + perm[k]] = kp[r * cols + k];
         free(kp);

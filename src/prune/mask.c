@@ -15,7 +15,7 @@ void prune_opts_default(prune_opts *o) {
 }
 
 void mask_nm(const float *S, int64_t rows, int64_t cols, int n, int m, uint8_t *keep) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (rows * cols >= 65536)
     for (int64_t r = 0; r < rows; r++) {
         for (int64_t g = 0; g < cols; g += m) {
             const float *s = S + r * cols + g;
@@ -41,7 +41,7 @@ static int si_cmp(const void *a, const void *b) {
 
 void mask_rows(const float *S, int64_t rows, int64_t cols, float s, uint8_t *keep) {
     int64_t nz = (int64_t)((double)cols * s);
-    #pragma omp parallel
+    #pragma omp parallel if (rows * cols >= 65536)
     {
         si *buf = malloc((size_t)cols * sizeof(si));
         #pragma omp for schedule(static)

@@ -95,7 +95,7 @@ pare_status prune_sparsegpt(float *W, int64_t rows, int64_t cols, const double *
                 }
             }
             const float *Ur = U + (size_t)col * n + col; /* U[col, col:] */
-            #pragma omp parallel for schedule(static)
+            #pragma omp parallel for schedule(static) if (rows * (cnt - j) >= 32768)
             for (int64_t r = 0; r < rows; r++) {
                 float *w = W1 + r * cnt;
                 float q = mask[r * cnt + j] ? 0.0f : w[j];

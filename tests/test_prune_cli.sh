@@ -1,0 +1,93 @@
+#!/bin/sh
+# test_prune_cli.sh - `pare prune` with the one-shot methods from the command line (build folder
+# in $1): N >= M, M > 16, N = 0, a malformed pattern, --sparsity 0 / 1 / 1.5 / text, both or
+# neither pattern, no --calib, a calibration text shorter than one window, an M that does not
+# divide the model's widths (fails inside prune_model, after loading) and -o equal to the input
+# each exit non-zero (not by a signal) with a one-line "pare prune: ..." message on stderr and
+# leave neither OUT nor a temporary file behind; the input model's bytes never change (sha256
+# before/after); small wanda / magnitude / sparsegpt / esparse 2:4 runs succeed, write OUT and
+# report 50% zeros. Data: $PARE_DATA or ../shared/data (bench/brown-4m, bench/brown-valid.txt).
+B=${1:-build}
+PARE="$B/pare"
+D=${PARE_DATA:-../shared/data}
+SRC="$D/bench/brown-4m/model.gguf"
+CALIB="$D/bench/brown-valid.txt"
+if [ ! -x "$PARE" ]; then echo "FAIL: $PARE not built"; exit 1; fi
+if [ ! -f "$SRC" ] || [ ! -f "$CALIB" ]; then echo "skip: $SRC or $CALIB not found"; exit 0; fi
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/pare-prune-cli.XXXXXX") || exit 1
+trap 'rm -rf "$T"' EXIT INT TERM
+mkdir "$T/out"
+cp "$SRC" "$T/in.gguf" || exit 1
+chmod u+w "$T/in.gguf"
+printf 'A short text.\n' > "$T/short.txt"
+SUM0=$(sha256sum < "$T/in.gguf")
+fails=0
+CAL="--nsamples 4 --seqlen 64 --threads 1"
+
+fail() { echo "FAIL $1"; fails=$((fails + 1)); }
+
+# nothing but OUT (when expected) in the output folder, the input unchanged
+check_clean() { # label, expected file or ""
+    left=$(ls -A "$T/out")
+    if [ "$left" != "$2" ]; then fail "$1: output folder holds '$left' (expected '$2')"; fi
+    if [ "$(sha256sum < "$T/in.gguf")" != "$SUM0" ]; then fail "$1: the input model changed"; fi
+    top=$(ls -A "$T" | tr '\n' ' ')
+    if [ "$top" != "in.gguf out short.txt stderr stdout " ]; then fail "$1: left beside the input: '$top'"; fi
+}
+
+expect_fail() { # label, then the arguments after MODEL
+    label=$1; shift
+    rm -rf "$T/out"/* "$T/out"/.[!.]* 2>/dev/null
+    "$PARE" prune "$T/in.gguf" "$@" > "$T/stdout" 2> "$T/stderr"
+    rc=$?
+    if [ "$rc" = 0 ]; then fail "$label: exit 0"
+    elif [ "$rc" -gt 125 ]; then fail "$label: exit $rc (killed by a signal?)"; fi
+    n=$(wc -l < "$T/stderr")
+    if [ "$n" != 1 ]; then fail "$label: $n lines on stderr"; sed 's/^/    /' "$T/stderr"
+    elif ! grep -q '^pare prune: ' "$T/stderr"; then fail "$label: message '$(cat "$T/stderr")'"
+    else echo "ok   $label: $(cat "$T/stderr")"; fi
+    check_clean "$label" ""
+}
+
+OUT="$T/out/o.gguf"
+expect_fail "N = M"          -o "$OUT" --method wanda --nm 4:4 --calib "$CALIB" $CAL
+expect_fail "N > M"          -o "$OUT" --method wanda --nm 5:4 --calib "$CALIB" $CAL
+expect_fail "N = 0"          -o "$OUT" --method magnitude --nm 0:4 --threads 1
+expect_fail "M > 16"         -o "$OUT" --method sparsegpt --nm 2:32 --calib "$CALIB" $CAL
+expect_fail "bad N:M"        -o "$OUT" --method wanda --nm 2-4 --calib "$CALIB" $CAL
+expect_fail "sparsity 0"     -o "$OUT" --method wanda --sparsity 0 --calib "$CALIB" $CAL
+expect_fail "sparsity 1"     -o "$OUT" --method magnitude --sparsity 1
+expect_fail "sparsity 1.5"   -o "$OUT" --method sparsegpt --sparsity 1.5 --calib "$CALIB" $CAL
+expect_fail "sparsity text"  -o "$OUT" --method wanda --sparsity half --calib "$CALIB" $CAL
+expect_fail "both patterns"  -o "$OUT" --method wanda --nm 2:4 --sparsity 0.5 --calib "$CALIB" $CAL
+expect_fail "no pattern"     -o "$OUT" --method wanda --calib "$CALIB" $CAL
+expect_fail "no --calib"     -o "$OUT" --method wanda --nm 2:4
+expect_fail "no -o"          --method magnitude --nm 2:4
+expect_fail "short calib"    -o "$OUT" --method wanda --nm 2:4 --calib "$T/short.txt" $CAL
+expect_fail "short calib es" -o "$OUT" --method esparse --nm 2:4 --calib "$T/short.txt" $CAL
+expect_fail "M !| width"     -o "$OUT" --method wanda --nm 3:7 --calib "$CALIB" $CAL
+expect_fail "unknown method" -o "$OUT" --method nope --nm 2:4 --calib "$CALIB" $CAL
+# -o the input itself: refused, the input untouched
+expect_fail "-o = input"     -o "$T/in.gguf" --method magnitude --nm 2:4
+
+# successful runs: exit 0, OUT written, nothing else left, 50% zeros for 2:4
+for args in "magnitude" "wanda --calib $CALIB" "sparsegpt --calib $CALIB" \
+            "esparse --calib $CALIB --es-lbs-block 16 --es-lbs-iters 1"; do
+    rm -rf "$T/out"/*
+    m=${args%% *}
+    # shellcheck disable=SC2086
+    "$PARE" prune "$T/in.gguf" -o "$OUT" --method $args --nm 2:4 $CAL --json > "$T/stdout" 2> "$T/stderr"
+    rc=$?
+    if [ "$rc" != 0 ]; then fail "$m 2:4: exit $rc: $(cat "$T/stderr")"; continue; fi
+    if [ ! -s "$OUT" ]; then fail "$m 2:4: no OUT"; fi
+    if ! grep -q '"nm":"2:4"' "$T/stdout" || ! grep -q '"sparsity":0.500000,"seconds"' "$T/stdout"; then
+        fail "$m 2:4: unexpected JSON: $(head -c 300 "$T/stdout")"
+    else
+        echo "ok   $m 2:4: wrote $(wc -c < "$OUT") bytes, 50% zeros"
+    fi
+    check_clean "$m 2:4" "o.gguf"
+done
+
+if [ "$fails" != 0 ]; then echo "test_prune_cli: $fails failure(s)"; exit 1; fi
+echo "test_prune_cli: all passed"
