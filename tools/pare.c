@@ -14,6 +14,7 @@ static const struct { const char *name, *what; int (*fn)(int, char **); const ch
     {"prune", "one-shot pruning: magnitude, wanda, sparsegpt, esparse (N:M or unstructured)", cmd_prune, &prune_HELP},
     {"synth", "write a deterministic random-weight model of a real shape", cmd_synth, &synth_HELP},
     {"train", "train a model on a text file (from a shape, or go on from a model; LoRA)", cmd_train, &train_HELP},
+    {"bench", "prompt and generation speed, bytes per token, peak memory, memory bandwidth", cmd_bench, &bench_HELP},
 };
 #define N_CMDS (int)(sizeof g_cmds / sizeof g_cmds[0])
 
