@@ -1,5 +1,5 @@
 #!/bin/sh
-# Retrain pare's default model, models/default.gguf, from scratch (about 10 minutes on 2 cores):
+# Retrain pare's default model, models/default.gguf, from scratch (about 18 minutes on 2 idle cores):
 #   1. the text: the King James Bible from Debian's bible-kjv package, split into training
 #      text and held-out chapters (scripts/default_data.sh);
 #   2. the tokenizer: a 2048-piece SentencePiece BPE model (byte fallback) trained on the
