@@ -57,6 +57,7 @@ typedef struct pare_tensor {
     void *data;        /* into a mapping, or owned when owned != 0 */
     size_t nbytes;
     int owned;
+    struct pare_nm *nm; /* N:M-compressed copy the engine computes with (owned), or NULL */
 } pare_tensor;
 
 int64_t pare_tensor_nelem(const pare_tensor *t);

@@ -96,19 +96,16 @@ int k_set_vnni(int on) {
 }
 
 /* ---- per-thread scratch ----------------------------------------------------------------- */
-/* Two growing buffers per calling thread (one for x, one for weight panels), freed when the
- * thread exits. */
-enum { SCRATCH_X, SCRATCH_PANEL, SCRATCH_N };
-typedef struct { void *p[SCRATCH_N]; size_t cap[SCRATCH_N]; } scratch;
+typedef struct { void *p[K_SCRATCH_N]; size_t cap[K_SCRATCH_N]; } scratch;
 
 static void scratch_destroy(void *p) {
     scratch *s = p;
-    for (int i = 0; i < SCRATCH_N; i++) free(s->p[i]);
+    for (int i = 0; i < K_SCRATCH_N; i++) free(s->p[i]);
     free(s);
 }
 
-/* NULL if out of memory: callers then take a path that needs none */
-static void *scratch_get(int slot, size_t bytes) {
+void *k_scratch(int slot, size_t bytes) {
+    k_init();
     if (!g_scratch_ok) return NULL;
     scratch *s = pthread_getspecific(g_scratch_key);
     if (!s) {
@@ -122,6 +119,11 @@ static void *scratch_get(int slot, size_t bytes) {
         s->cap[slot] = s->p[slot] ? cap : 0;
     }
     return s->p[slot];
+}
+
+pare_isa k_cpu_isa(void) {
+    k_init();
+    return g_cpu_isa;
 }
 
 /* ---- the operations --------------------------------------------------------------------- */
@@ -150,10 +152,6 @@ void k_quant_row(int type, const float *src, void *dst, int64_t n) {
     if (ops_for(type, n)) k_ref_quant_row(type, src, dst, n); /* else nothing to write */
 }
 
-/* Work below this many weight bytes runs on the calling thread: a parallel region costs a
- * few microseconds. */
-#define K_PAR_BYTES (1 << 18)
-
 void k_matvec(int type, const void *W, int64_t rows, int64_t cols, const float *x, float *y) {
     const k_ops *op = ops_for(type, cols);
     if (!op) {
@@ -164,7 +162,7 @@ void k_matvec(int type, const void *W, int64_t rows, int64_t cols, const float *
     k_xvec xv = {.x = x};
     k_rows_fn rows_fn = op->rows;
     if (op->wants_xq) {
-        void *buf = cols % K_QX ? NULL : scratch_get(SCRATCH_X, k_xvec_bytes(cols));
+        void *buf = cols % K_QX ? NULL : k_scratch(K_SCRATCH_X, k_xvec_bytes(cols));
         if (buf) (op->xprep ? op->xprep : k_quantize_x)(x, cols, buf, &xv);
         else rows_fn = NULL; /* no memory for the quantized x: the exact path */
     }
@@ -199,6 +197,46 @@ static int64_t panel_rows(int64_t rows, int64_t cols) {
     return p < K_ROW_CHUNK ? K_ROW_CHUNK : p;
 }
 
+void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const float *X, int64_t n, float *Y) {
+    if (n <= 0 || rows <= 0) return;
+    const int blas_ok = n <= INT_MAX && rows <= INT_MAX && cols <= INT_MAX;
+    const int64_t P = panel_rows(rows, cols), npanel = (rows + P - 1) / P;
+    const int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+#pragma omp parallel for schedule(dynamic, 1) if (npanel > 1 && (double)n * rows * cols >= 1e6)
+    for (int64_t pi = 0; pi < npanel; pi++) {
+        const int64_t r0 = pi * P, p = rows - r0 < P ? rows - r0 : P;
+        const float *panel = NULL;
+        if (blas_ok && src->dense) {
+            panel = src->dense + r0 * cols;
+        } else if (blas_ok) {
+            float *buf = k_scratch(K_SCRATCH_PANEL, (size_t)p * (size_t)cols * sizeof(float));
+            if (buf) src->rows_f32(src->ctx, r0, p, cols, buf);
+            panel = buf;
+        }
+        if (panel)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)p, (int)cols, 1.0f, X, (int)cols,
+                        panel, (int)cols, 0.0f, Y + r0, (int)rows);
+        else /* no memory for the panel (or sizes beyond BLAS ints) */
+            src->slow(src->ctx, r0, p, cols, X, n, Y, rows);
+    }
+    openblas_set_num_threads(blas_threads);
+}
+
+typedef struct { const k_ops *op; const uint8_t *W; size_t rb; } dense_src;
+
+static void dense_rows_f32(const void *ctx, int64_t r0, int64_t p, int64_t cols, float *dst) {
+    const dense_src *d = ctx;
+    for (int64_t r = 0; r < p; r++) d->op->dequant(d->W + (size_t)(r0 + r) * d->rb, dst + r * cols, cols);
+}
+
+static void dense_slow(const void *ctx, int64_t r0, int64_t p, int64_t cols, const float *X, int64_t n, float *Y,
+                       int64_t ldy) {
+    const dense_src *d = ctx;
+    for (int64_t r = r0; r < r0 + p; r++)
+        for (int64_t i = 0; i < n; i++) Y[i * ldy + r] = d->op->dot(d->W + (size_t)r * d->rb, X + i * cols, cols);
+}
+
 void k_matmul(int type, const void *W, int64_t rows, int64_t cols, const float *X, int64_t n,
               float *Y) {
     const k_ops *op = ops_for(type, cols);
@@ -207,30 +245,7 @@ void k_matmul(int type, const void *W, int64_t rows, int64_t cols, const float *
         for (int64_t i = 0; i < n * rows; i++) Y[i] = op ? 0.0f : NAN;
         return;
     }
-    const size_t rb = pare_row_bytes(type, cols);
-    const int blas_ok = n <= INT_MAX && rows <= INT_MAX && cols <= INT_MAX;
-    const int64_t P = panel_rows(rows, cols), npanel = (rows + P - 1) / P;
-    const int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-#pragma omp parallel for schedule(dynamic, 1) if (npanel > 1 && (double)n * rows * cols >= 1e6)
-    for (int64_t pi = 0; pi < npanel; pi++) {
-        const int64_t r0 = pi * P, p = rows - r0 < P ? rows - r0 : P;
-        const uint8_t *Wp = (const uint8_t *)W + (size_t)r0 * rb;
-        const float *panel = NULL;
-        if (blas_ok && type == PARE_TYPE_F32) {
-            panel = (const float *)Wp;
-        } else if (blas_ok) {
-            float *buf = scratch_get(SCRATCH_PANEL, (size_t)p * (size_t)cols * sizeof(float));
-            for (int64_t r = 0; buf && r < p; r++) op->dequant(Wp + (size_t)r * rb, buf + r * cols, cols);
-            panel = buf;
-        }
-        if (panel) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)p, (int)cols, 1.0f, X, (int)cols,
-                        panel, (int)cols, 0.0f, Y + r0, (int)rows);
-        } else { /* no memory for the panel (or sizes beyond BLAS ints): one exact dot each */
-            for (int64_t r = 0; r < p; r++)
-                for (int64_t i = 0; i < n; i++) Y[i * rows + r0 + r] = op->dot(Wp + (size_t)r * rb, X + i * cols, cols);
-        }
-    }
-    openblas_set_num_threads(blas_threads);
+    const dense_src d = {op, W, pare_row_bytes(type, cols)};
+    const k_panel_src src = {type == PARE_TYPE_F32 ? (const float *)W : NULL, dense_rows_f32, dense_slow, &d};
+    k_matmul_panels(&src, rows, cols, X, n, Y);
 }

@@ -4,6 +4,7 @@
 #define PARE_K_IMPL_H
 
 #include "kernels.h"
+#include "nm.h"
 
 /* The weight types the kernels handle, as table slots. */
 enum { K_F32, K_F16, K_BF16, K_Q8_0, K_Q4_0, K_NTYPES };
@@ -86,5 +87,35 @@ void k_ref_quant_row(int type, const float *src, void *dst, int64_t n);
 /* Rows per work item of k_matvec's parallel loop: fixed, so the split is the same for any
  * thread count. */
 #define K_ROW_CHUNK 16
+/* Work below this many weight bytes runs on the calling thread: a parallel region costs a
+ * few microseconds. */
+#define K_PAR_BYTES (1 << 18)
+
+/* The CPU's best ISA, whatever k_set_isa or PARE_ISA chose. */
+pare_isa k_cpu_isa(void);
+
+/* Growing per-thread scratch buffers, freed when the thread exits; NULL if out of memory
+ * (callers then take a path that needs none). 64-byte aligned. */
+enum { K_SCRATCH_X, K_SCRATCH_PANEL, K_SCRATCH_NM, K_SCRATCH_N };
+void *k_scratch(int slot, size_t bytes);
+
+/* The panel driver behind k_matmul and k_nm_matmul (see k_matmul for the scheme): W's rows
+ * as F32 come from dense (F32 weights used in place) or from rows_f32 (p rows from r0 into
+ * dst, cols floats each); slow computes one panel's outputs Y[i * ldy + r] without scratch. */
+typedef struct k_panel_src {
+    const float *dense;
+    void (*rows_f32)(const void *ctx, int64_t r0, int64_t p, int64_t cols, float *dst);
+    void (*slow)(const void *ctx, int64_t r0, int64_t p, int64_t cols, const float *X, int64_t n, float *Y, int64_t ldy);
+    const void *ctx;
+} k_panel_src;
+void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const float *X, int64_t n, float *Y);
+
+/* ---- N:M rows (nm.c, nm_avx2.c, nm_avx512.c) -------------------------------------------- */
+enum { K_NM_F32, K_NM_F16, K_NM_BF16, K_NM_Q8, K_NM_NTYPES };
+/* y[r] for r0 <= r < r1, x already in the layout's column order */
+typedef void (*k_nm_rows_fn)(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y);
+void k_nm_ops_ref(k_nm_rows_fn t[K_NM_NTYPES]);
+void k_nm_ops_avx2(k_nm_rows_fn t[K_NM_NTYPES]);
+void k_nm_ops_avx512(k_nm_rows_fn t[K_NM_NTYPES]);
 
 #endif

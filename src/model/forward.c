@@ -9,6 +9,7 @@
 #include "forward.h"
 
 #include "kernels/kernels.h"
+#include "kernels/nm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -101,6 +102,11 @@ void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
 }
 
 void linear(const pare_tensor *W, const float *X, int n, float *Y) {
+    if (W->nm) {
+        if (n == 1) k_nm_matvec(W->nm, X, Y);
+        else k_nm_matmul(W->nm, X, n, Y);
+        return;
+    }
     if (n == 1) k_matvec(W->type, W->data, W->ne[1], W->ne[0], X, Y);
     else k_matmul(W->type, W->data, W->ne[1], W->ne[0], X, n, Y);
 }

@@ -1,5 +1,6 @@
 /* load.c - the public load/save entry points: pick the format from the path. */
 #include "model/model.h"
+#include "kernels/nm.h"
 #include "tok/vocab.h"
 
 #include <stdio.h>
@@ -13,6 +14,7 @@ void pare_model_free(pare_model *m) {
         for (int i = 0; i < m->n_tensors; i++) {
             free(m->tensors[i].name);
             if (m->tensors[i].owned) free(m->tensors[i].data);
+            k_nm_free(m->tensors[i].nm);
         }
     free(m->tensors);
     if (m->layers)

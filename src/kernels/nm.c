@@ -1,0 +1,276 @@
+/* nm.c - N:M-sparse matrices: detection, compression, the C reference rows and the drivers
+ * (matvec over OpenMP threads, matmul by dense panels). The SIMD rows are in nm_avx2.c and
+ * nm_avx512.c; every ISA reads the same layout (nm.h). */
+#include "k_impl.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline int nm_slot(int vtype) {
+    switch (vtype) {
+    case PARE_TYPE_F32: return K_NM_F32;
+    case PARE_TYPE_F16: return K_NM_F16;
+    case PARE_TYPE_BF16: return K_NM_BF16;
+    case PARE_TYPE_Q8_0: return K_NM_Q8;
+    default: return -1;
+    }
+}
+
+static inline size_t vbytes(int vtype) { return vtype == PARE_TYPE_F32 ? 4 : vtype == PARE_TYPE_Q8_0 ? 1 : 2; }
+
+static inline int kept(const pare_nm *w, int64_t r, int64_t c) {
+    return (w->mask[(size_t)r * w->mstride + (size_t)(c >> 3)] >> (c & 7)) & 1;
+}
+
+/* kept value k of row r as a float (Q8: times the scale of column c's block) */
+static inline float value(const pare_nm *w, int64_t r, int64_t k, int64_t c) {
+    const uint8_t *v = w->vals + (size_t)r * w->vstride;
+    uint16_t h;
+    switch (w->vtype) {
+    case PARE_TYPE_F32: { float f; memcpy(&f, v + 4 * k, 4); return f; }
+    case PARE_TYPE_F16: memcpy(&h, v + 2 * k, 2); return pare_f16_to_f32(h);
+    case PARE_TYPE_BF16: memcpy(&h, v + 2 * k, 2); return pare_bf16_to_f32(h);
+    default: return pare_f16_to_f32(w->scale[(size_t)r * (size_t)(w->cols / 32) + (size_t)(c / 32)]) * (float)(int8_t)v[k];
+    }
+}
+
+/* ---- detection and compression ---------------------------------------------------------- */
+static const int g_ms[] = {4, 8, 16};
+enum { NMS = sizeof g_ms / sizeof g_ms[0] };
+
+/* row r of W as floats in layout order */
+static void layout_row(int type, const void *W, size_t rb, int64_t r, int64_t cols, const int32_t *perm, float *tmp,
+                       float *out) {
+    const uint8_t *row = (const uint8_t *)W + (size_t)r * rb;
+    if (!perm) { k_dequant_row(type, row, out, cols); return; }
+    k_dequant_row(type, row, tmp, cols);
+    for (int64_t c = 0; c < cols; c++) out[c] = tmp[perm[c]];
+}
+
+void k_nm_detect(int type, const void *W, int64_t rows, int64_t cols, const int32_t *perm, int *n, int *m) {
+    *n = *m = 0;
+    const size_t rb = pare_row_bytes(type, cols);
+    if (!rb || rows <= 0 || k_slot(type) < 0 || nm_slot(type) < 0) return;
+    int maxnz[NMS], live = 0;
+    for (int i = 0; i < NMS; i++) { maxnz[i] = cols % g_ms[i] ? g_ms[i] + 1 : 0; live += !(cols % g_ms[i]); }
+    if (!live) return;
+    /* rows in chunks: a dense matrix fails every pattern within the first chunk */
+    const int64_t chunk = 64;
+    int nomem = 0;
+    for (int64_t r0 = 0; r0 < rows && !nomem; r0 += chunk) {
+        const int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
+        int lmax[NMS] = {0};
+#pragma omp parallel if ((r1 - r0) * (double)rb > (1 << 18))
+        {
+            float *row = malloc((size_t)cols * 2 * sizeof(float));
+            int mine[NMS] = {0};
+            if (!row) {
+#pragma omp atomic write
+                nomem = 1;
+            }
+#pragma omp for schedule(static)
+            for (int64_t r = r0; r < r1; r++) {
+                if (!row) continue;
+                layout_row(type, W, rb, r, cols, perm, row + cols, row);
+                for (int i = 0; i < NMS; i++) {
+                    if (cols % g_ms[i]) continue;
+                    for (int64_t g = 0; g < cols; g += g_ms[i]) {
+                        int nz = 0;
+                        for (int j = 0; j < g_ms[i]; j++) nz += row[g + j] != 0.0f;
+                        if (nz > mine[i]) mine[i] = nz;
+                    }
+                }
+            }
+#pragma omp critical
+            for (int i = 0; i < NMS; i++) if (mine[i] > lmax[i]) lmax[i] = mine[i];
+            free(row);
+        }
+        int useful = 0;
+        for (int i = 0; i < NMS; i++) {
+            if (lmax[i] > maxnz[i]) maxnz[i] = lmax[i];
+            useful |= maxnz[i] * 4 <= 3 * g_ms[i];
+        }
+        if (!useful) return;
+    }
+    if (nomem) return;
+    double best = 0.75;
+    for (int i = 0; i < NMS; i++) {
+        const double ratio = (double)(maxnz[i] > 0 ? maxnz[i] : 1) / g_ms[i];
+        if (ratio <= best && (*m == 0 || ratio < best)) { best = ratio; *n = maxnz[i] > 0 ? maxnz[i] : 1; *m = g_ms[i]; }
+    }
+}
+
+void k_nm_free(pare_nm *w) {
+    if (!w) return;
+    free(w->vals); free(w->mask); free(w->scale); free(w->perm);
+    free(w);
+}
+
+pare_status k_nm_pack(int type, const void *W, int64_t rows, int64_t cols, const int32_t *perm, int n, int m,
+                      int vtype, pare_nm **out) {
+    *out = NULL;
+    const size_t rb = pare_row_bytes(type, cols);
+    if (k_slot(type) < 0 || !rb) return pare_fail(PARE_ERR_UNSUPPORTED, "N:M: cannot read %s rows of %lld columns", pare_type_name(type), (long long)cols);
+    if (nm_slot(vtype) < 0) return pare_fail(PARE_ERR_UNSUPPORTED, "N:M: values of type %s are not supported (f32, f16, bf16, q8_0)", pare_type_name(vtype));
+    if (!(n >= 1 && n < m && m <= 16)) return pare_fail(PARE_ERR_ARG, "N:M: %d:%d is not a pattern with 1 <= N < M <= 16", n, m);
+    if (cols % m) return pare_fail(PARE_ERR_ARG, "N:M: %lld columns are not whole groups of %d", (long long)cols, m);
+    if (vtype == PARE_TYPE_Q8_0 && cols % 32) return pare_fail(PARE_ERR_ARG, "N:M: 8-bit values need columns in whole blocks of 32 (got %lld)", (long long)cols);
+    pare_nm *w = pare_calloc(1, sizeof *w);
+    if (!w) return PARE_ERR_NOMEM;
+    w->n = n; w->m = m; w->vtype = vtype; w->rows = rows; w->cols = cols;
+    w->nkeep = cols / m * n;
+    w->vstride = (size_t)w->nkeep * vbytes(vtype);
+    w->mstride = (size_t)(cols + 15) / 16 * 2;
+    w->vals = aligned_alloc(64, ((size_t)rows * w->vstride + 64 + 63) & ~(size_t)63); /* SIMD loads read ahead */
+    w->mask = aligned_alloc(64, ((size_t)rows * w->mstride + 63) & ~(size_t)63);
+    if (vtype == PARE_TYPE_Q8_0) w->scale = malloc((size_t)rows * (size_t)(cols / 32) * 2 + 2);
+    if (perm && (w->perm = malloc((size_t)cols * sizeof(int32_t)))) memcpy(w->perm, perm, (size_t)cols * sizeof(int32_t));
+    if (!w->vals || !w->mask || (vtype == PARE_TYPE_Q8_0 && !w->scale) || (perm && !w->perm)) {
+        k_nm_free(w);
+        return pare_fail(PARE_ERR_NOMEM, "N:M: out of memory for a %lld x %lld matrix", (long long)rows, (long long)cols);
+    }
+    memset(w->vals + (size_t)rows * w->vstride, 0, 64);
+    w->bytes = (size_t)rows * (w->vstride + w->mstride) + (w->scale ? (size_t)rows * (size_t)(cols / 32) * 2 : 0) +
+               (w->perm ? (size_t)cols * sizeof(int32_t) : 0);
+    int64_t bad_r = -1, bad_g = 0;
+    int bad_nz = 0, nomem = 0;
+#pragma omp parallel if (rows * (double)rb > (1 << 22))
+    {
+        float *row = malloc((size_t)cols * 2 * sizeof(float));
+        block_q8_0 *qb = vtype == PARE_TYPE_Q8_0 ? malloc((size_t)(cols / 32) * sizeof(block_q8_0)) : NULL;
+        if (!row || (vtype == PARE_TYPE_Q8_0 && !qb)) {
+#pragma omp atomic write
+            nomem = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            if (!row || (vtype == PARE_TYPE_Q8_0 && !qb)) continue;
+            layout_row(type, W, rb, r, cols, perm, row + cols, row);
+            uint8_t *mk = w->mask + (size_t)r * w->mstride, *v = w->vals + (size_t)r * w->vstride;
+            memset(mk, 0, w->mstride);
+            if (qb) {
+                k_ref_quant_row(PARE_TYPE_Q8_0, row, qb, cols);
+                for (int64_t b = 0; b < cols / 32; b++) w->scale[(size_t)r * (size_t)(cols / 32) + (size_t)b] = qb[b].d;
+            }
+            int64_t k = 0;
+            for (int64_t g = 0; g < cols; g += m) {
+                int nz = 0;
+                for (int j = 0; j < m; j++) nz += row[g + j] != 0.0f;
+                if (nz > n) {
+#pragma omp critical
+                    if (bad_r < 0 || r < bad_r) { bad_r = r; bad_g = g / m; bad_nz = nz; }
+                    break;
+                }
+                int fill = n - nz; /* zeros kept to make exactly n: the first ones */
+                for (int j = 0; j < m; j++) {
+                    const int64_t c = g + j;
+                    if (row[c] == 0.0f) { if (fill <= 0) continue; fill--; }
+                    mk[c >> 3] |= (uint8_t)(1u << (c & 7));
+                    switch (vtype) {
+                    case PARE_TYPE_F32: memcpy(v + 4 * k, &row[c], 4); break;
+                    case PARE_TYPE_F16: { uint16_t h = pare_f32_to_f16(row[c]); memcpy(v + 2 * k, &h, 2); break; }
+                    case PARE_TYPE_BF16: { uint16_t h = pare_f32_to_bf16(row[c]); memcpy(v + 2 * k, &h, 2); break; }
+                    default: v[k] = (uint8_t)qb[c / 32].qs[c % 32]; break;
+                    }
+                    k++;
+                }
+            }
+        }
+        free(row); free(qb);
+    }
+    if (nomem) { k_nm_free(w); return pare_fail(PARE_ERR_NOMEM, "N:M: out of memory"); }
+    if (bad_r >= 0) {
+        k_nm_free(w);
+        return pare_fail(PARE_ERR_ARG, "N:M: row %lld, group %lld holds %d nonzeros, more than %d of %d", (long long)bad_r,
+                         (long long)bad_g, bad_nz, n, m);
+    }
+    *out = w;
+    return PARE_OK;
+}
+
+/* ---- the reference ---------------------------------------------------------------------- */
+/* Dots in double over the kept values, in column order. */
+static void ref_rows(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y) {
+    for (int64_t r = r0; r < r1; r++) {
+        double s = 0;
+        int64_t k = 0;
+        for (int64_t c = 0; c < w->cols; c++)
+            if (kept(w, r, c)) s += (double)value(w, r, k++, c) * x[c];
+        y[r] = (float)s;
+    }
+}
+
+void k_nm_ops_ref(k_nm_rows_fn t[K_NM_NTYPES]) {
+    for (int i = 0; i < K_NM_NTYPES; i++) t[i] = ref_rows;
+}
+
+void k_nm_dequant_row(const pare_nm *w, int64_t r, float *dst) {
+    int64_t k = 0;
+    for (int64_t c = 0; c < w->cols; c++) {
+        const float v = kept(w, r, c) ? value(w, r, k++, c) : 0.0f;
+        dst[w->perm ? w->perm[c] : c] = v;
+    }
+}
+
+/* ---- drivers ---------------------------------------------------------------------------- */
+static k_nm_rows_fn g_tab[3][K_NM_NTYPES];
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void bind_all(void) {
+    const pare_isa cpu = k_cpu_isa();
+    k_nm_ops_ref(g_tab[PARE_ISA_REF]);
+    memcpy(g_tab[PARE_ISA_AVX2], g_tab[PARE_ISA_REF], sizeof g_tab[0]);
+    if (cpu >= PARE_ISA_AVX2) k_nm_ops_avx2(g_tab[PARE_ISA_AVX2]);
+    memcpy(g_tab[PARE_ISA_AVX512], g_tab[PARE_ISA_AVX2], sizeof g_tab[0]);
+    if (cpu >= PARE_ISA_AVX512) k_nm_ops_avx512(g_tab[PARE_ISA_AVX512]);
+}
+
+void k_nm_matvec(const pare_nm *w, const float *x, float *y) {
+    pthread_once(&g_once, bind_all);
+    const int s = nm_slot(w->vtype);
+    const float *xp = x;
+    float *own = NULL;
+    if (w->perm) {
+        float *buf = k_scratch(K_SCRATCH_NM, (size_t)w->cols * sizeof(float));
+        if (!buf) buf = own = malloc((size_t)w->cols * sizeof(float));
+        if (!buf) { for (int64_t r = 0; r < w->rows; r++) y[r] = NAN; return; }
+        for (int64_t c = 0; c < w->cols; c++) buf[c] = x[w->perm[c]];
+        xp = buf;
+    }
+    const k_nm_rows_fn fn = g_tab[k_isa()][s];
+    const int64_t nchunk = (w->rows + K_ROW_CHUNK - 1) / K_ROW_CHUNK;
+    const int par = (double)w->rows * (double)(w->vstride + w->mstride) >= K_PAR_BYTES;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t c = 0; c < nchunk; c++) {
+        const int64_t r0 = c * K_ROW_CHUNK, r1 = r0 + K_ROW_CHUNK < w->rows ? r0 + K_ROW_CHUNK : w->rows;
+        fn(w, r0, r1, xp, y);
+    }
+    free(own);
+}
+
+static void nm_rows_f32(const void *ctx, int64_t r0, int64_t p, int64_t cols, float *dst) {
+    for (int64_t r = 0; r < p; r++) k_nm_dequant_row(ctx, r0 + r, dst + r * cols);
+}
+
+static void nm_slow(const void *ctx, int64_t r0, int64_t p, int64_t cols, const float *X, int64_t n, float *Y,
+                    int64_t ldy) {
+    const pare_nm *w = ctx;
+    float *row = malloc((size_t)cols * sizeof(float));
+    for (int64_t r = r0; r < r0 + p; r++) {
+        if (row) k_nm_dequant_row(w, r, row);
+        for (int64_t i = 0; i < n; i++) {
+            double s = 0;
+            for (int64_t c = 0; row && c < cols; c++) s += (double)row[c] * X[i * cols + c];
+            Y[i * ldy + r] = row ? (float)s : NAN;
+        }
+    }
+    free(row);
+}
+
+void k_nm_matmul(const pare_nm *w, const float *X, int64_t n, float *Y) {
+    const k_panel_src src = {NULL, nm_rows_f32, nm_slow, w};
+    k_matmul_panels(&src, w->rows, w->cols, X, n, Y);
+}

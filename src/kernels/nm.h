@@ -1,0 +1,55 @@
+/* nm.h - N:M-sparse weight matrices in compressed form, and their kernels.
+ *
+ * A matrix is N:M sparse when every row holds at most N nonzeros in each group of M
+ * consecutive input columns (in the column order perm, when E-Sparse chose one). Compressed,
+ * a row keeps exactly N values per group (padded with zeros where a group holds fewer) and a
+ * bitmask with one bit per column saying which columns they are. With F16 values that is
+ * 16 N/M + 1 bits per weight: 9 of 16 for 2:4 and 4:8, the 56.25% of the E-Sparse paper.
+ * Kept values are F32, F16, BF16 or Q8_0-style int8 (one f16 scale per 32 columns, the
+ * Q8_0 block of the dense row, so a Q8_0 matrix compresses losslessly).
+ *
+ * Layout of row r (all arrays row-major, rows back to back):
+ *   vals  + r * vstride : the kept values in column order (cols / M * N of them)
+ *   mask  + r * mstride : bit (c % 8) of byte c / 8 set iff column c is kept; mstride is a
+ *                         whole number of 16-bit words, the bits past cols are 0
+ *   scale + r * cols/32 : Q8 only, the f16 scale of columns 32 b .. 32 b + 31
+ * Column c of the layout is input channel perm[c] (perm NULL: c itself). */
+#ifndef PARE_NM_H
+#define PARE_NM_H
+
+#include "../core.h"
+
+typedef struct pare_nm {
+    int n, m;          /* N of every M */
+    int vtype;         /* PARE_TYPE_F32, F16, BF16 or Q8_0 */
+    int64_t rows, cols;
+    int64_t nkeep;     /* kept values per row: cols / m * n */
+    size_t vstride, mstride;
+    uint8_t *vals, *mask;
+    uint16_t *scale;   /* Q8_0 only */
+    int32_t *perm;     /* owned copy or NULL */
+    size_t bytes;      /* resident bytes of vals, mask, scale and perm */
+} pare_nm;
+
+/* The most compact N:M pattern that W (rows x cols of type, columns read in the order perm
+ * or natural) satisfies, over M in {4, 8, 16} (M dividing cols), with N = the largest number
+ * of nonzeros any group holds. *n = *m = 0 when no pattern keeps at most 3/4 of the weights
+ * (the scan stops as soon as that is certain, so a dense matrix costs a few rows). */
+void k_nm_detect(int type, const void *W, int64_t rows, int64_t cols, const int32_t *perm, int *n, int *m);
+
+/* Compress W (type F32, F16, BF16 or Q8_0; perm may be NULL and is copied) into N:M with
+ * values of vtype (F32, F16, BF16 or Q8_0; Q8_0 needs cols % 32 == 0). Fails, naming the
+ * row and group, if a group holds more than n nonzeros; n < m <= 16, cols % m == 0. */
+pare_status k_nm_pack(int type, const void *W, int64_t rows, int64_t cols, const int32_t *perm, int n, int m,
+                      int vtype, pare_nm **out);
+void k_nm_free(pare_nm *w);
+
+/* y = W x (x in natural input order). Rows split over OpenMP threads in fixed chunks, so the
+ * result does not depend on the thread count. Values are used exactly (no x quantization). */
+void k_nm_matvec(const pare_nm *w, const float *x, float *y);
+/* Y (n x rows) = X (n x cols) * W^T, by dense F32 panels and sgemm, as k_matmul. */
+void k_nm_matmul(const pare_nm *w, const float *X, int64_t n, float *Y);
+/* Row r as dense floats in natural column order (zeros where pruned). */
+void k_nm_dequant_row(const pare_nm *w, int64_t r, float *dst);
+
+#endif

@@ -1,0 +1,57 @@
+/* sparse.c - turn a model's N:M-sparse block matrices into compressed ones the engine
+ * computes with (kernels/nm.h): what makes a pruned model smaller and faster to run. */
+#include "sparse.h"
+
+#include "kernels/nm.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* The dense bytes of a mapped tensor are file pages: give them back (a later read faults
+ * them in again from the file). Owned (malloc'ed) data stays: it may be the only copy. */
+static void release_pages(const pare_tensor *t) {
+    if (t->owned || !t->data || !t->nbytes) return;
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)t->data + pg - 1) & ~(pg - 1), b = ((uintptr_t)t->data + t->nbytes) & ~(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static int value_type(int src, int want) {
+    if (want == PARE_TYPE_Q8_0) return PARE_TYPE_Q8_0;
+    return src == PARE_TYPE_F32 || src == PARE_TYPE_F16 || src == PARE_TYPE_BF16 || src == PARE_TYPE_Q8_0 ? src : -1;
+}
+
+pare_status model_pack_nm(pare_model *m, int want, pare_nm_summary *sum) {
+    pare_nm_summary s = {0};
+    for (int l = 0; l < m->n_layer; l++) {
+        pare_layer *L = &m->layers[l];
+        pare_tensor *const ts[7] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
+        const int32_t *const perms[7] = {L->perm_attn, L->perm_attn, L->perm_attn, L->perm_o, L->perm_ffn, L->perm_ffn, NULL};
+        for (int i = 0; i < 7; i++) {
+            pare_tensor *t = ts[i];
+            if (!t) continue;
+            s.matrices++;
+            s.dense_bytes += t->nbytes;
+            const int vt = value_type(t->type, want);
+            int n = 0, mm = 0;
+            if (!t->nm && vt >= 0 && !(vt == PARE_TYPE_Q8_0 && t->ne[0] % 32))
+                k_nm_detect(t->type, t->data, t->ne[1], t->ne[0], perms[i], &n, &mm);
+            if (!t->nm && n) {
+                pare_status st = k_nm_pack(t->type, t->data, t->ne[1], t->ne[0], perms[i], n, mm, vt, &t->nm);
+                if (st) return st;
+                release_pages(t);
+            }
+            if (t->nm) {
+                s.packed++;
+                s.packed_bytes += t->nm->bytes;
+                if (!s.n || (double)t->nm->n / t->nm->m > (double)s.n / s.m) { s.n = t->nm->n; s.m = t->nm->m; }
+            } else {
+                s.packed_bytes += t->nbytes;
+            }
+        }
+    }
+    if (sum) *sum = s;
+    return PARE_OK;
+}
+
+size_t model_tensor_bytes(const pare_tensor *t) { return t ? (t->nm ? t->nm->bytes : t->nbytes) : 0; }
