@@ -105,6 +105,36 @@ int load(flags *f, const char *path, pare_model **m) {
 }
 
 
+int parse_nm(const char *s, int *n, int *m) {
+    char *e;
+    long a = strtol(s, &e, 10), b;
+    if (e == s || *e != ':' || (b = strtol(e + 1, &e, 10), *e)) return die("N:M '%s': expected two integers like 2:4", s);
+    if (a <= 0 || a >= b) return die("N:M '%s': N must satisfy 0 < N < M", s);
+    if (b > 16) return die("N:M '%s': M must be at most 16", s);
+    *n = (int)a; *m = (int)b;
+    return 0;
+}
+
+int load_engine(flags *f, const char *path, pare_model **m, pare_nm_summary *sum) {
+    const char *sp = opt_str(f, "--sparse", "auto");
+    int want;
+    if (!strcmp(sp, "auto")) want = 0;
+    else if (!strcmp(sp, "q8")) want = PARE_TYPE_Q8_0;
+    else if (!strcmp(sp, "off")) want = -1;
+    else return die("unknown --sparse '%s' (auto, q8, off)", sp);
+    if (load(f, path, m)) return 1;
+    pare_nm_summary s = {0};
+    if (want >= 0) {
+        double t0 = pare_now();
+        if (model_pack_nm(*m, want, &s)) { pare_model_free(*m); *m = NULL; return die_st(); }
+        if (s.packed)
+            fprintf(stderr, "pare %s: %d of %d block matrices are %d:%d sparse: compressed, %.1f MB -> %.1f MB (%.1f s)\n", g_cmd,
+                    s.packed, s.matrices, s.n, s.m, (double)s.dense_bytes / 1e6, (double)s.packed_bytes / 1e6, pare_now() - t0);
+    }
+    if (sum) *sum = s;
+    return 0;
+}
+
 int same_file(const char *a, const char *b) {
     char ra[PATH_MAX], rb[PATH_MAX];
     if (!realpath(a, ra) || !realpath(b, rb)) return 0;

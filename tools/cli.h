@@ -6,6 +6,7 @@
 
 #include "eval/eval.h"
 #include "model/model.h"
+#include "model/sparse.h"
 
 #define PARE_VERSION "0.1.0"
 
@@ -28,6 +29,16 @@ double opt_num(flags *f, const char *name, double def);
 void set_threads(flags *f);                  /* --threads T */
 int load(flags *f, const char *path, pare_model **m); /* honours --tokenizer; 1 on error */
 int same_file(const char *a, const char *b);
+/* "N:M" with 0 < N < M <= 16; 1 (after the message) if not */
+int parse_nm(const char *s, int *n, int *m);
+/* load for running (ppl, generate, bench): then compress N:M-sparse block matrices as
+ * --sparse auto (default: values in the tensor's type) | q8 (8-bit values) | off says, and
+ * say so on stderr. sum may be NULL. 1 on error. */
+int load_engine(flags *f, const char *path, pare_model **m, pare_nm_summary *sum);
+#define SPARSE_HELP \
+    "  --sparse S        N:M-sparse block matrices (e.g. from pare prune --nm) are compressed\n" \
+    "                    and run by the sparse kernels: auto (default; values kept in their\n" \
+    "                    type), q8 (8-bit values: smaller, faster, not exact), off (dense)\n"
 
 #define CMD(name) extern const char *name##_HELP; int cmd_##name(int argc, char **argv)
 CMD(info); CMD(ppl); CMD(generate); CMD(convert); CMD(synth); CMD(prune); CMD(train); CMD(bench);

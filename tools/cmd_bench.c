@@ -4,6 +4,7 @@
  * roofline (bandwidth / bytes per token). */
 #include "cli.h"
 
+#include "kernels/kernels.h"
 #include "model/forward.h"
 
 #include <omp.h>
@@ -13,75 +14,77 @@
 #include <sys/resource.h>
 
 const char *bench_HELP =
-    "usage: pare bench MODEL [--prompt P] [--gen G] [--reps R] [--threads T] [--json]\n"
+    "usage: pare bench MODEL [--prompt P] [--gen G] [--reps R] [--threads T] [--sparse S] [--json]\n"
     "\n"
     "Speed of MODEL on this machine. Each repetition runs a prompt of P tokens through the\n"
     "model in one batch (prefill; logits of the last token only) and then generates G tokens\n"
     "one at a time with the KV cache (decode, greedy). The best repetition is reported. The\n"
     "token ids are fixed (not text), so every run reads the same weights the same way.\n"
+    "In the same run it measures the machine: memory bandwidth (STREAM triad, and a pure\n"
+    "read) and the float FMA peak, and reports decode against the roofline (bandwidth /\n"
+    "bytes of weights per token) and prefill against the FMA peak.\n"
     "\n"
     "  --prompt P     prompt tokens (default 128)\n"
     "  --gen G        generated tokens (default 64)\n"
     "  --reps R       repetitions, the fastest counts (default 3)\n"
     "  --threads T    threads (default: all cores)\n"
-    "  --no-bandwidth skip the memory bandwidth measurement (about a second)\n"
-    "  --json         one JSON object: prompt_tokens_per_s, gen_tokens_per_s, weight_bytes,\n"
-    "                 bytes_per_token, peak_rss_bytes, bandwidth_bytes_per_s, roofline_tokens_per_s\n"
+    SPARSE_HELP
+    "  --no-probe     skip measuring bandwidth and FMA peak (about 2 s)\n"
+    "  --json         one JSON object: pp_tps, tg_tps, peak_rss_mb, bytes_per_token,\n"
+    "                 bandwidth_gbs (triad), read_gbs, roofline_tps, roofline_ratio,\n"
+    "                 fma_peak_gflops, pp_gflops, pp_peak_ratio, linear_mb, linear_dense_mb, ...\n"
     "\n"
-    "bytes_per_token: the bytes of every matrix a decode step reads (all block matrices and\n"
-    "the output head; one row of the embedding). roofline_tokens_per_s = bandwidth /\n"
-    "bytes_per_token, the bound for a model that does not fit in the caches.\n"
+    "bytes_per_token: the bytes every decode step reads: all block matrices (compressed\n"
+    "ones at their compressed size), the norms, the output head and one embedding row.\n"
+    "roofline_tps = bandwidth / bytes_per_token, the bound for a model that does not fit in\n"
+    "the caches. pp_gflops counts 2 flops per weight of the linear layers and output head per\n"
+    "prompt token (attention not counted), so pp_peak_ratio is a lower bound.\n"
     "\n"
     "example: pare bench model.gguf --threads 2 --json\n";
 
-/* Read bandwidth: sum a 256 MiB buffer with every thread, best of 5 passes. */
-static double measure_bandwidth(void) {
-    const size_t n = (size_t)256 << 20 >> 3; /* doubles */
-    double *a = malloc(n * sizeof(double));
-    if (!a) return 0;
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) a[i] = (double)(i & 1023);
-    double best = 0, sink = 0;
-    for (int rep = 0; rep < 5; rep++) {
-        double t0 = pare_now(), s = 0;
-        #pragma omp parallel for schedule(static) reduction(+ : s)
-        for (size_t i = 0; i < n; i++) s += a[i];
-        double dt = pare_now() - t0;
-        sink += s;
-        if (dt > 0 && (double)(n * sizeof(double)) / dt > best) best = (double)(n * sizeof(double)) / dt;
-    }
-    free(a);
-    return sink == -1 ? 0 : best;
-}
-
-static size_t decode_bytes(const pare_model *m) {
-    size_t b = 0;
+static size_t decode_bytes(const pare_model *m, size_t *linear) {
+    size_t b = 0, lin = 0;
     for (int l = 0; l < m->n_layer; l++) {
         const pare_layer *L = &m->layers[l];
         const pare_tensor *t[] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down, L->attn_norm, L->ffn_norm};
-        for (size_t k = 0; k < sizeof t / sizeof *t; k++) if (t[k]) b += t[k]->nbytes;
+        for (size_t k = 0; k < sizeof t / sizeof *t; k++) {
+            b += model_tensor_bytes(t[k]);
+            if (k < 7) lin += model_tensor_bytes(t[k]);
+        }
     }
-    if (m->output) b += m->output->nbytes;
-    if (m->out_norm) b += m->out_norm->nbytes;
+    b += model_tensor_bytes(m->output) + model_tensor_bytes(m->out_norm);
     if (m->tok_embd && m->tok_embd->ne[1] > 0) b += m->tok_embd->nbytes / (size_t)m->tok_embd->ne[1];
+    *linear = lin;
     return b;
 }
 
+/* weights multiplied per prompt token: block matrices and the output head */
+static double linear_params(const pare_model *m) {
+    double p = 0;
+    for (int l = 0; l < m->n_layer; l++) {
+        const pare_layer *L = &m->layers[l];
+        const pare_tensor *t[] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
+        for (size_t k = 0; k < 7; k++) if (t[k]) p += (double)t[k]->ne[0] * (double)t[k]->ne[1];
+    }
+    return p;
+}
+
 int cmd_bench(int argc, char **argv) {
-    static const char *const valued[] = {"--prompt", "--gen", "--reps", "--threads", "--tokenizer", NULL};
-    static const char *const booleans[] = {"--json", "--no-bandwidth", NULL};
+    static const char *const valued[] = {"--prompt", "--gen", "--reps", "--threads", "--tokenizer", "--sparse", NULL};
+    static const char *const booleans[] = {"--json", "--no-probe", "--no-bandwidth", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;
     if (f.n_pos != 1) return die("%s", "expects one MODEL (see --help)");
     long P = opt_int(&f, "--prompt", 128), G = opt_int(&f, "--gen", 64), R = opt_int(&f, "--reps", 3);
-    int json = opt_bool(&f, "--json"), bw = !opt_bool(&f, "--no-bandwidth");
+    int json = opt_bool(&f, "--json"), probe = !opt_bool(&f, "--no-probe") && !opt_bool(&f, "--no-bandwidth");
     set_threads(&f);
     if (f.bad) return 1;
     if (P < 1 || P > 65536) return die("%s", "--prompt must be between 1 and 65536");
     if (G < 0 || G > 65536) return die("%s", "--gen must be between 0 and 65536");
     if (R < 1 || R > 1000) return die("%s", "--reps must be between 1 and 1000");
     pare_model *m;
-    if (load(&f, f.pos[0], &m)) return 1;
+    pare_nm_summary nm;
+    if (load_engine(&f, f.pos[0], &m, &nm)) return 1;
     int V = m->n_vocab, E = m->n_embd, n_ctx = (int)(P + G);
     pare_ctx *c;
     if (pare_ctx_new(m, n_ctx, &c)) { pare_model_free(m); return die_st(); }
@@ -112,32 +115,46 @@ int cmd_bench(int argc, char **argv) {
     if (!json) fprintf(stderr, "\n");
     free(tok); free(x); free(logits); pare_ctx_free(c);
     if (st) { pare_model_free(m); return die_st(); }
-    size_t wbytes = 0;
-    for (int i = 0; i < m->n_tensors; i++) wbytes += m->tensors[i].nbytes;
-    size_t bpt = decode_bytes(m);
+    size_t lin, bpt = decode_bytes(m, &lin);
+    const double lp = linear_params(m);
     int64_t params = model_n_params(m);
+    char wtype[16];
+    snprintf(wtype, sizeof wtype, "%s", m->layers[0].w_up ? pare_type_name(m->layers[0].w_up->type) : "?");
     pare_model_free(m);
-    struct rusage ru; /* before the bandwidth buffer */
+    struct rusage ru; /* before the probes' buffers */
     getrusage(RUSAGE_SELF, &ru);
-    double rss = (double)ru.ru_maxrss * 1024.0;
-    double bandwidth = bw ? measure_bandwidth() : 0;
-    double pps = (double)P / best_p, gps = G > 0 ? (double)G / best_g : 0, roof = bandwidth > 0 ? bandwidth / (double)bpt : 0;
-    int threads = omp_get_max_threads();
+    const double rss = (double)ru.ru_maxrss * 1024.0;
+    const double triad = probe ? k_probe_triad_bw() : 0, rd = probe ? k_probe_read_bw() : 0, peak = probe ? k_probe_fma_peak() : 0;
+    const double pps = (double)P / best_p, gps = G > 0 ? (double)G / best_g : 0, roof = triad > 0 ? triad / (double)bpt : 0;
+    const double ppf = 2.0 * lp * pps;
+    const int threads = omp_get_max_threads();
+    char sparse[16] = "dense";
+    if (nm.packed) snprintf(sparse, sizeof sparse, "%d:%d", nm.n, nm.m);
     if (json) {
         printf("{\"model\":");
         pare_json_str(stdout, f.pos[0]);
-        printf(",\"params\":%lld,\"threads\":%d,\"prompt\":%ld,\"gen\":%ld,\"reps\":%ld,\"prompt_tokens_per_s\":%.2f,"
-               "\"gen_tokens_per_s\":%.2f,\"weight_bytes\":%zu,\"bytes_per_token\":%zu,\"peak_rss_bytes\":%.0f,"
-               "\"bandwidth_bytes_per_s\":%.0f,\"roofline_tokens_per_s\":%.2f,\"gen_vs_roofline\":%.4f}\n",
-               (long long)params, threads, P, G, R, pps, gps, wbytes, bpt, rss, bandwidth, roof, roof > 0 ? gps / roof : 0);
+        printf(",\"type\":\"%s\",\"sparse\":\"%s\",\"isa\":\"%s\",\"params\":%lld,\"threads\":%d,\"prompt\":%ld,\"gen\":%ld,"
+               "\"reps\":%ld,\"pp_tps\":%.3f,\"tg_tps\":%.3f,\"peak_rss_mb\":%.1f,\"bytes_per_token\":%zu,"
+               "\"linear_mb\":%.3f,\"linear_dense_mb\":%.3f,\"linear_ratio\":%.4f,\"bandwidth_gbs\":%.2f,\"read_gbs\":%.2f,"
+               "\"roofline_tps\":%.3f,\"roofline_ratio\":%.4f,\"read_roofline_ratio\":%.4f,\"fma_peak_gflops\":%.1f,"
+               "\"pp_gflops\":%.1f,\"pp_peak_ratio\":%.4f}\n",
+               wtype, sparse, k_isa_name(k_isa()), (long long)params, threads, P, G, R, pps, gps, rss / 1e6, bpt,
+               (double)lin / 1e6, (double)(nm.matrices ? nm.dense_bytes : lin) / 1e6,
+               nm.matrices && nm.dense_bytes ? (double)lin / (double)nm.dense_bytes : 1.0, triad / 1e9, rd / 1e9, roof,
+               roof > 0 ? gps / roof : 0, rd > 0 ? gps * (double)bpt / rd : 0, peak / 1e9, ppf / 1e9, peak > 0 ? ppf / peak : 0);
     } else {
-        printf("model      %s (%lld parameters, %.2f MB of tensors), %d threads\n", f.pos[0], (long long)params,
-               (double)wbytes / 1e6, threads);
-        printf("prompt     %ld tokens: %.1f tokens/s\n", P, pps);
-        if (G > 0) printf("generate   %ld tokens: %.1f tokens/s (%.2f MB of weights read per token)\n", G, gps, (double)bpt / 1e6);
-        if (bandwidth > 0)
-            printf("memory     %.1f GB/s measured read bandwidth: roofline %.1f tokens/s, generation at %.2fx of it\n",
-                   bandwidth / 1e9, roof, roof > 0 ? gps / roof : 0);
+        printf("model      %s (%lld parameters, %s, %s), %d threads, %s kernels\n", f.pos[0], (long long)params, wtype,
+               sparse, threads, k_isa_name(k_isa()));
+        if (nm.packed)
+            printf("sparse     %d of %d block matrices compressed: %.1f MB -> %.1f MB (%.1f%%)\n", nm.packed, nm.matrices,
+                   (double)nm.dense_bytes / 1e6, (double)lin / 1e6, 100.0 * (double)lin / (double)nm.dense_bytes);
+        printf("prompt     %ld tokens: %.1f tokens/s", P, pps);
+        if (peak > 0) printf(" (%.1f GFLOP/s in the linear layers, %.2f of the %.1f GFLOP/s FMA peak)", ppf / 1e9, ppf / peak, peak / 1e9);
+        printf("\n");
+        if (G > 0) printf("generate   %ld tokens: %.2f tokens/s (%.2f MB of weights read per token)\n", G, gps, (double)bpt / 1e6);
+        if (triad > 0)
+            printf("memory     %.1f GB/s triad, %.1f GB/s read: roofline %.2f tokens/s, generation at %.2f of it (%.2f of read)\n",
+                   triad / 1e9, rd / 1e9, roof, roof > 0 ? gps / roof : 0, rd > 0 ? gps * (double)bpt / rd : 0);
         printf("peak RSS   %.1f MB\n", rss / 1e6);
     }
     return 0;

@@ -17,13 +17,14 @@ const char *ppl_HELP =
     "  --text FILE        text to score (required)\n"
     "  --ctx N            window length in tokens (default 256)\n"
     "  --max-windows K    score only the first K windows (default: all)\n"
+    SPARSE_HELP
     "  --threads T        threads (default: all cores)\n"
     "  --json             one JSON object: ppl, nll, tokens, windows, scored, ctx, protocol, seconds\n"
     "\n"
     "example: pare ppl model.gguf --text wiki.test.raw --ctx 2048 --json\n";
 
 int cmd_ppl(int argc, char **argv) {
-    static const char *const valued[] = {"--text", "--ctx", "--max-windows", "--protocol", "--threads", "--tokenizer", NULL};
+    static const char *const valued[] = {"--text", "--ctx", "--max-windows", "--protocol", "--threads", "--tokenizer", "--sparse", NULL};
     static const char *const booleans[] = {"--json", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;
@@ -41,7 +42,7 @@ int cmd_ppl(int argc, char **argv) {
     else return die("unknown --protocol '%s' (papers or llamacpp)", proto);
     if (ctx < 2 || ctx > (1 << 20)) return die("%s", "--ctx must be between 2 and 1048576");
     pare_model *m;
-    if (load(&f, f.pos[0], &m)) return 1;
+    if (load_engine(&f, f.pos[0], &m, NULL)) return 1;
     if (!m->vocab) { pare_model_free(m); return die("%s", "the model has no tokenizer (give --tokenizer)"); }
     char *buf; size_t len;
     if (pare_read_file(text, &buf, &len)) { pare_model_free(m); return die_st(); }
@@ -75,6 +76,7 @@ const char *generate_HELP =
     "  --top-p P       nucleus sampling threshold (default 0.9)\n"
     "  --seed S        random seed (default 42): same seed, same text\n"
     "  --ignore-eos    keep going past the end-of-text token\n"
+    SPARSE_HELP
     "  --threads T     threads\n"
     "  --json          one JSON object: ids, text, tokens per second\n"
     "\n"
@@ -89,7 +91,7 @@ static void print_token(int32_t id, void *u) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    static const char *const valued[] = {"--prompt", "-n", "--temp", "--top-p", "--seed", "--threads", "--tokenizer", NULL};
+    static const char *const valued[] = {"--prompt", "-n", "--temp", "--top-p", "--seed", "--threads", "--tokenizer", "--sparse", NULL};
     static const char *const booleans[] = {"--json", "--ignore-eos", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;
@@ -102,7 +104,7 @@ int cmd_generate(int argc, char **argv) {
     if (f.bad) return 1;
     if (n < 0 || n > 1000000) return die("%s", "-n must be between 0 and 1000000");
     pare_model *m;
-    if (load(&f, f.pos[0], &m)) return 1;
+    if (load_engine(&f, f.pos[0], &m, NULL)) return 1;
     if (!m->vocab) { pare_model_free(m); return die("%s", "the model has no tokenizer (give --tokenizer)"); }
     int32_t *pids; size_t np;
     if (pare_tokenize(m->vocab, prompt, strlen(prompt), 1, &pids, &np)) { pare_model_free(m); return die_st(); }

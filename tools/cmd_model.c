@@ -120,7 +120,7 @@ int cmd_convert(int argc, char **argv) {
 
 /* ---- synth --------------------------------------------------------------- */
 const char *synth_HELP =
-    "usage: pare synth --shape NAME|SHAPE.json [--type T] [--seed S] -o OUT.gguf\n"
+    "usage: pare synth --shape NAME|SHAPE.json [--type T] [--nm N:M] [--seed S] -o OUT.gguf\n"
     "\n"
     "Write a deterministic random-weight model with a real LLaMA shape, for speed and scale\n"
     "tests (weights N(0, 0.02^2), norms 1, a byte-level SentencePiece vocabulary). The same\n"
@@ -129,13 +129,15 @@ const char *synth_HELP =
     "  --shape NAME    tiny, stories15m, stories110m, tinyllama-1.1b, llama2-7b, or a JSON file\n"
     "                  {\"dim\",\"n_layers\",\"n_heads\",\"n_kv_heads\",\"ffn\",\"vocab\",\"ctx\"}\n"
     "  --type T        f32 (default), f16, bf16, q8_0, q4_0\n"
+    "  --nm N:M        make the block matrices N:M sparse (keep the N largest of every M\n"
+    "                  inputs; zeros in a standard GGUF, compressed by pare when it loads it)\n"
     "  --seed S        random seed (default 1)\n"
     "  -o OUT          output .gguf (required)\n"
     "\n"
     "example: pare synth --shape tinyllama-1.1b --type q4_0 -o tl.gguf\n";
 
 int cmd_synth(int argc, char **argv) {
-    static const char *const valued[] = {"--shape", "--type", "--seed", "-o", "--threads", NULL};
+    static const char *const valued[] = {"--shape", "--type", "--seed", "-o", "--threads", "--nm", NULL};
     static const char *const booleans[] = {"--json", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;
@@ -154,7 +156,10 @@ int cmd_synth(int argc, char **argv) {
     else return die("unknown --shape '%s' (tiny, stories15m, stories110m, tinyllama-1.1b, llama2-7b, or a .json)", shape);
     double t0 = pare_now();
     pare_model *m;
-    if (synth_model(&sh, type, (uint64_t)seed, &m)) return die_st();
+    int nm_n = 0, nm_m = 0;
+    const char *nm = opt_str(&f, "--nm", NULL);
+    if (nm && parse_nm(nm, &nm_n, &nm_m)) return 1;
+    if (synth_model_nm(&sh, type, nm_n, nm_m, (uint64_t)seed, &m)) return die_st();
     pare_status st = pare_model_save(m, out, "gguf");
     int64_t np = model_n_params(m);
     pare_model_free(m);

@@ -151,12 +151,7 @@ int cmd_prune(int argc, char **argv) {
     else return die("unknown --method '%s' (magnitude, wanda, sparsegpt, esparse)", method);
     if (!!nm == !!sp) return die("%s", "give exactly one of --nm N:M and --sparsity S");
     if (nm) {
-        char *e;
-        long n = strtol(nm, &e, 10), mm;
-        if (*e != ':' || (mm = strtol(e + 1, &e, 10), *e)) return die("--nm '%s': expected N:M, e.g. 2:4", nm);
-        if (n <= 0 || n >= mm) return die("--nm '%s': N must satisfy 0 < N < M", nm);
-        if (mm > 16) return die("--nm '%s': M must be at most 16", nm);
-        o.nm_n = (int)n; o.nm_m = (int)mm;
+        if (parse_nm(nm, &o.nm_n, &o.nm_m)) return 1;
     } else {
         char *e;
         o.sparsity = strtof(sp, &e);

@@ -110,6 +110,10 @@ typedef struct k_panel_src {
 } k_panel_src;
 void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const float *X, int64_t n, float *Y);
 
+/* FMA throughput probes (probe.c): iters x 12 vector FMAs */
+float k_fma_burst_avx2(int64_t iters);
+float k_fma_burst_avx512(int64_t iters);
+
 /* ---- N:M rows (nm.c, nm_avx2.c, nm_avx512.c) -------------------------------------------- */
 enum { K_NM_F32, K_NM_F16, K_NM_BF16, K_NM_Q8, K_NM_NTYPES };
 /* y[r] for r0 <= r < r1, x already in the layout's column order */

@@ -42,4 +42,12 @@ void k_matmul(int type, const void *W, int64_t rows, int64_t cols, const float *
 void k_dequant_row(int type, const void *src, float *dst, int64_t n);
 void k_quant_row(int type, const float *src, void *dst, int64_t n);
 
+/* Machine probes for benchmarks (all OpenMP threads, best of a few passes):
+ * memory read bandwidth (bytes/s, summing a 512 MiB buffer), STREAM triad bandwidth
+ * (a = b + s c over three 128 MiB arrays, counted as 3 x 4 bytes per element as STREAM does)
+ * and the float FMA peak (flop/s, 2 per lane, widest vectors of the bound ISA). */
+double k_probe_read_bw(void);
+double k_probe_triad_bw(void);
+double k_probe_fma_peak(void);
+
 #endif

@@ -102,8 +102,19 @@ static pare_status synth_vocab(int n_vocab, pare_vocab **out) {
 /* ---- the model ------------------------------------------------------------------------ */
 typedef struct { const char *name; int64_t in, out; float std; } tdesc;
 
+/* keep the n largest magnitudes of every m consecutive values (the first on a tie) */
+static void keep_nm(float *row, int64_t len, int n, int m) {
+    for (int64_t g = 0; g + m <= len; g += m)
+        for (int drop = 0; drop < m - n; drop++) {
+            int jm = -1;
+            for (int j = 0; j < m; j++)
+                if (row[g + j] != 0.0f && (jm < 0 || fabsf(row[g + j]) < fabsf(row[g + jm]))) jm = j;
+            if (jm >= 0) row[g + jm] = 0.0f;
+        }
+}
+
 static pare_status add_matrix(pare_model *m, const char *name, int type, int64_t in, int64_t out, float std, uint64_t seed,
-                              int tensor_idx) {
+                              int tensor_idx, int nm_n, int nm_m) {
     size_t rb = pare_row_bytes(type, in);
     if (!rb) return pare_fail(PARE_ERR_ARG, "tensor %s: %lld columns do not fit %s blocks", name, (long long)in, pare_type_name(type));
     size_t nb;
@@ -123,6 +134,7 @@ static pare_status add_matrix(pare_model *m, const char *name, int type, int64_t
             if (!row) continue;
             rng g = {mix(seed ^ mix(((uint64_t)tensor_idx << 40) ^ (uint64_t)r))};
             for (int64_t i = 0; i < in; i++) row[i] = std * rng_normal(&g);
+            if (nm_m) keep_nm(row, in, nm_n, nm_m);
             k_quant_row(type, row, data + (size_t)r * rb, in);
         }
         free(row);
@@ -143,14 +155,23 @@ static pare_status add_norm(pare_model *m, const char *name, int64_t n) {
 }
 
 pare_status synth_model(const synth_shape *s, int type, uint64_t seed, pare_model **out) {
+    return synth_model_nm(s, type, 0, 0, seed, out);
+}
+
+pare_status synth_model_nm(const synth_shape *s, int type, int nm_n, int nm_m, uint64_t seed, pare_model **out) {
     *out = NULL;
     if (!pare_type_known(type)) return pare_fail(PARE_ERR_ARG, "unknown tensor type %d", type);
+    if (nm_m && !(nm_n >= 1 && nm_n < nm_m && nm_m <= 16))
+        return pare_fail(PARE_ERR_ARG, "N:M sparsity %d:%d: need 1 <= N < M <= 16", nm_n, nm_m);
+    if (nm_m && (s->dim % nm_m || s->n_ff % nm_m))
+        return pare_fail(PARE_ERR_ARG, "N:M sparsity %d:%d: dim %d and ffn %d must be multiples of M", nm_n, nm_m, s->dim, s->n_ff);
     k_init();
     pare_model *m = model_new(s->n_layer, 3 + 9 * s->n_layer);
     if (!m) return PARE_ERR_NOMEM;
     m->path = pare_strdup("synth");
     char nm[160];
-    snprintf(nm, sizeof nm, "pare-synth-%s-%s-seed%llu", s->name, pare_type_name(type), (unsigned long long)seed);
+    if (nm_m) snprintf(nm, sizeof nm, "pare-synth-%s-%s-%d:%d-seed%llu", s->name, pare_type_name(type), nm_n, nm_m, (unsigned long long)seed);
+    else snprintf(nm, sizeof nm, "pare-synth-%s-%s-seed%llu", s->name, pare_type_name(type), (unsigned long long)seed);
     m->name = pare_strdup(nm);
     m->n_embd = s->dim; m->n_vocab = s->n_vocab; m->n_ctx_train = s->n_ctx;
     m->head_dim = s->dim / s->n_head;
@@ -159,7 +180,7 @@ pare_status synth_model(const synth_shape *s, int type, uint64_t seed, pare_mode
     int64_t E = s->dim, hd = m->head_dim, ti = 0;
     float std = 0.02f, std_out = 0.02f / sqrtf(2.0f * (float)s->n_layer);
     /* embeddings stay F32 or F16/BF16 (a row lookup), quantized types as in llama.cpp */
-    if (!st) st = add_matrix(m, "token_embd.weight", type, E, s->n_vocab, std, seed, (int)ti++);
+    if (!st) st = add_matrix(m, "token_embd.weight", type, E, s->n_vocab, std, seed, (int)ti++, 0, 0);
     for (int l = 0; l < s->n_layer && !st; l++) {
         pare_layer *L = &m->layers[l];
         L->n_head = s->n_head; L->n_head_kv = s->n_head_kv; L->n_ff = s->n_ff;
@@ -176,11 +197,11 @@ pare_status synth_model(const synth_shape *s, int type, uint64_t seed, pare_mode
                 if ((st = add_norm(m, nm, E))) break;
             }
             snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, mats[k].name);
-            st = add_matrix(m, nm, type, mats[k].in, mats[k].out, mats[k].std, seed, (int)ti++);
+            st = add_matrix(m, nm, type, mats[k].in, mats[k].out, mats[k].std, seed, (int)ti++, nm_n, nm_m);
         }
     }
     if (!st) st = add_norm(m, "output_norm.weight", E);
-    if (!st) st = add_matrix(m, "output.weight", type, E, s->n_vocab, std, seed, (int)ti++);
+    if (!st) st = add_matrix(m, "output.weight", type, E, s->n_vocab, std, seed, (int)ti++, 0, 0);
     if (!st) st = model_bind(m);
     if (st) { pare_model_free(m); return st; }
     *out = m;

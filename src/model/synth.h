@@ -13,5 +13,9 @@ pare_status synth_shape_from_json(const char *path, synth_shape *out);
 /* Weights ~ N(0, 0.02^2) (output projections scaled by 1/sqrt(2 L)), norms 1, a byte-level
  * SentencePiece vocabulary; all matrices of the given type. */
 pare_status synth_model(const synth_shape *s, int type, uint64_t seed, pare_model **out);
+/* The same with the block matrices (q, k, v, o, gate, up, down) N:M sparse: the n largest
+ * of every m consecutive inputs of each row kept (nm_m = 0: dense). Embeddings and the
+ * output head stay dense. Stored as zeros, so any GGUF reader runs it. */
+pare_status synth_model_nm(const synth_shape *s, int type, int nm_n, int nm_m, uint64_t seed, pare_model **out);
 
 #endif
