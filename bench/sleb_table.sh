@@ -25,7 +25,7 @@ bench() { # MODEL NAME -> writes OUT/NAME.bench.json
     "$B/pare" bench "$1" --prompt 128 --gen 64 --reps 5 --threads 2 --no-bandwidth --json > "$OUT/$2.bench.json"
 }
 bench "$MODEL" dense
-P0=$(J "$OUT/dense.bench.json" 'j["prompt_tokens_per_s"]'); G0=$(J "$OUT/dense.bench.json" 'j["gen_tokens_per_s"]')
+P0=$(J "$OUT/dense.bench.json" 'j["pp_tps"]'); G0=$(J "$OUT/dense.bench.json" 'j["tg_tps"]')
 echo "| method | blocks removed | removed (original index) | selection time | brown-test ppl | WikiText-2 ppl | prefill tok/s (x dense) | decode tok/s (x dense) | L/(L-k) |"
 echo "|---|---|---|---|---|---|---|---|---|"
 echo "| dense | 0 | - | - | $(ppl "$MODEL" "$TEST") | $(ppl "$MODEL" "$WIKI") | $(printf %.0f "$P0") | $(printf %.0f "$G0") | 1.00 |"
@@ -37,8 +37,8 @@ for k in $KS; do
         bench "$o" "$m-$k"
         rem=$(J "$OUT/$m-$k.json" '" ".join(str(x) for x in j["removed"])')
         sec=$(J "$OUT/$m-$k.json" '"%.1f s" % j["seconds"]')
-        pr=$(J "$OUT/$m-$k.bench.json" '"%.0f (%.2fx)" % (j["prompt_tokens_per_s"], j["prompt_tokens_per_s"] / '"$P0"')')
-        ge=$(J "$OUT/$m-$k.bench.json" '"%.0f (%.2fx)" % (j["gen_tokens_per_s"], j["gen_tokens_per_s"] / '"$G0"')')
+        pr=$(J "$OUT/$m-$k.bench.json" '"%.0f (%.2fx)" % (j["pp_tps"], j["pp_tps"] / '"$P0"')')
+        ge=$(J "$OUT/$m-$k.bench.json" '"%.0f (%.2fx)" % (j["tg_tps"], j["tg_tps"] / '"$G0"')')
         echo "| $m | $k | $rem | $sec | $(ppl "$o" "$TEST") | $(ppl "$o" "$WIKI") | $pr | $ge | $(python3 -c "print('%.2f' % (8 / (8 - $k)))") |"
     done
 done

@@ -65,5 +65,22 @@ left=$(find "$T" -name '*.tmp*' | wc -l)
 if [ "$left" != 0 ]; then echo "FAIL temporary files left behind: $left"; fail=$((fail+1)); fi
 n=$((n+1))
 if [ "$(sha256sum "$M" | cut -d' ' -f1)" != "$sum0" ]; then echo "FAIL the input model changed"; fail=$((fail+1)); fi
+expect "synth N >= M" "4:4" "$P" synth --shape tiny --nm 4:4 -o "$T/s.gguf"
+expect "synth M > 16" "M must be at most 16" "$P" synth --shape tiny --nm 2:32 -o "$T/s.gguf"
+expect "synth M not dividing dim" "multiples of M" "$P" synth --shape tiny --nm 2:7 -o "$T/s.gguf"
+expect "bad --sparse" "--sparse" "$P" bench "$M" --sparse maybe
+[ -e "$T/s.gguf" ] && { echo "FAIL synth left an output behind"; fail=$((fail+1)); }
+
+# an N:M-sparse model runs compressed, with the dense model's perplexity
+"$P" synth --shape tiny --type f16 --nm 2:4 --seed 3 -o "$T/nm.gguf" >/dev/null || fail=$((fail+1))
+head -c 20000 "$DATA/bench/brown-test.txt" >"$T/text.txt"
+p1=$("$P" ppl "$T/nm.gguf" --text "$T/text.txt" --ctx 128 --json 2>"$T/err" | sed 's/.*"ppl":\([0-9.e+-]*\).*/\1/')
+grep -q "28 of 28 block matrices are 2:4 sparse" "$T/err" || { echo "FAIL: sparse model not compressed: $(cat "$T/err")"; fail=$((fail+1)); }
+p0=$("$P" ppl "$T/nm.gguf" --text "$T/text.txt" --ctx 128 --sparse off --json 2>/dev/null | sed 's/.*"ppl":\([0-9.e+-]*\).*/\1/')
+n=$((n+1))
+if [ -z "$p1" ] || ! awk -v a="$p1" -v b="$p0" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d <= 1e-5 * b) }'; then
+    echo "FAIL compressed ppl $p1 vs dense ppl $p0"; fail=$((fail+1))
+else echo "ok   2:4 compressed ppl $p1 = dense ppl $p0 (to 1e-5)"; fi
+
 echo "test_cli.sh: $n checks, $fail failed"
 [ $fail = 0 ]

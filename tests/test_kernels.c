@@ -510,9 +510,12 @@ static void test_matvec_thread_independent(void **state) {
 /* ---- matmul ------------------------------------------------------------------------------- */
 static void test_matmul_vs_naive(void **state) {
     (void)state;
-    /* (rows, cols, n); 300 x 4128 spans two dequantized panels */
-    const int64_t shapes[][3] = {{17, 160, 1}, {17, 160, 5}, {3, 32, 33}, {300, 4096 + 32, 3}, {5, 37, 4}};
-    for (int s = 0; s < 5; s++) {
+    /* (rows, cols, n); 300 x 4128 spans two dequantized panels; 72 x 1056 x 7: whole 3 x 8
+     * tiles of the AVX-512 prefill kernel over three column blocks (the last one ragged) and a
+     * token left over; 24 x 48 x 200: more than 64 token tiles */
+    const int64_t shapes[][3] = {{17, 160, 1}, {17, 160, 5}, {3, 32, 33}, {300, 4096 + 32, 3}, {5, 37, 4},
+                                 {72, 1056, 7}, {24, 48, 200}};
+    for (int s = 0; s < 7; s++) {
         const int64_t rows = shapes[s][0], cols = shapes[s][1], n = shapes[s][2];
         float *X = malloc(n * cols * 4), *Y = malloc(n * rows * 4);
         assert_true(X && Y);

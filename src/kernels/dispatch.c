@@ -201,33 +201,50 @@ void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const f
     if (n <= 0 || rows <= 0) return;
     const int blas_ok = n <= INT_MAX && rows <= INT_MAX && cols <= INT_MAX;
     const int64_t P = panel_rows(rows, cols), npanel = (rows + P - 1) / P;
+    /* AVX-512: pare's own kernel on X transposed in blocks of 32 tokens (zero padded) */
+    const int64_t nblk = (n + 31) / 32;
+    float *Xt = NULL;
+    if (g_isa == PARE_ISA_AVX512 && n >= 8 && blas_ok && !src->dense && (Xt = aligned_alloc(64, (size_t)(nblk * 32 * cols) * sizeof(float)))) {
+#pragma omp parallel for schedule(static) if ((double)n * cols >= 1 << 16)
+        for (int64_t k = 0; k < cols; k++)
+            for (int64_t b = 0; b < nblk; b++) {
+                float *o = Xt + (b * cols + k) * 32;
+                for (int64_t j = 0; j < 32; j++) o[j] = b * 32 + j < n ? X[(b * 32 + j) * cols + k] : 0.0f;
+            }
+    }
     const int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
 #pragma omp parallel for schedule(dynamic, 1) if (npanel > 1 && (double)n * rows * cols >= 1e6)
     for (int64_t pi = 0; pi < npanel; pi++) {
         const int64_t r0 = pi * P, p = rows - r0 < P ? rows - r0 : P;
         const float *panel = NULL;
+        int64_t ldp = cols;
         if (blas_ok && src->dense) {
             panel = src->dense + r0 * cols;
         } else if (blas_ok) {
-            float *buf = k_scratch(K_SCRATCH_PANEL, (size_t)p * (size_t)cols * sizeof(float));
-            if (buf) src->rows_f32(src->ctx, r0, p, cols, buf);
+            /* a padded row stride: a multiple of 4 KiB would put a tile's rows in one L1 set */
+            ldp = Xt ? cols + 16 : cols;
+            float *buf = k_scratch(K_SCRATCH_PANEL, (size_t)p * (size_t)ldp * sizeof(float));
+            if (buf) src->rows_f32(src->ctx, r0, p, cols, ldp, buf);
             panel = buf;
         }
-        if (panel)
+        if (panel && Xt && !src->dense)
+            k_gemm_avx512(Xt, 32, n, panel, ldp, p, cols, Y + r0, rows);
+        else if (panel)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)p, (int)cols, 1.0f, X, (int)cols,
-                        panel, (int)cols, 0.0f, Y + r0, (int)rows);
+                        panel, (int)ldp, 0.0f, Y + r0, (int)rows);
         else /* no memory for the panel (or sizes beyond BLAS ints) */
             src->slow(src->ctx, r0, p, cols, X, n, Y, rows);
     }
     openblas_set_num_threads(blas_threads);
+    free(Xt);
 }
 
 typedef struct { const k_ops *op; const uint8_t *W; size_t rb; } dense_src;
 
-static void dense_rows_f32(const void *ctx, int64_t r0, int64_t p, int64_t cols, float *dst) {
+static void dense_rows_f32(const void *ctx, int64_t r0, int64_t p, int64_t cols, int64_t ld, float *dst) {
     const dense_src *d = ctx;
-    for (int64_t r = 0; r < p; r++) d->op->dequant(d->W + (size_t)(r0 + r) * d->rb, dst + r * cols, cols);
+    for (int64_t r = 0; r < p; r++) d->op->dequant(d->W + (size_t)(r0 + r) * d->rb, dst + r * ld, cols);
 }
 
 static void dense_slow(const void *ctx, int64_t r0, int64_t p, int64_t cols, const float *X, int64_t n, float *Y,

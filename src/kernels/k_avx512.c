@@ -79,6 +79,53 @@ static float dot_f32(const void *row, const float *x, int64_t n) {
 DOT_HALF(dot_f16, cvt16_f16)
 DOT_HALF(dot_bf16, cvt16_bf16)
 
+/* matvec rows of half floats, four rows at a time: four weight streams per thread keep more
+ * cache misses in flight than one (a single stream stops short of the DRAM bandwidth), and
+ * each x load serves four rows. Sums in the same order as dot_* per row, so the result is
+ * the same as four calls of it... up to the association of the partial sums (checked
+ * against the reference like every kernel). */
+#define ROWS_HALF(NAME, CVT, DOT)                                                                 \
+    static void NAME(const void *W, size_t rb, int64_t r0, int64_t r1, int64_t n, const k_xvec *xv, float *y) { \
+        const float *x = xv->x;                                                                   \
+        int64_t r = r0;                                                                           \
+        for (; r + 4 <= r1; r += 4) {                                                             \
+            const uint16_t *w0 = (const uint16_t *)((const uint8_t *)W + (size_t)r * rb);         \
+            const uint16_t *w1 = (const uint16_t *)((const uint8_t *)w0 + rb);                    \
+            const uint16_t *w2 = (const uint16_t *)((const uint8_t *)w1 + rb);                    \
+            const uint16_t *w3 = (const uint16_t *)((const uint8_t *)w2 + rb);                    \
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                           \
+            int64_t i = 0;                                                                        \
+            for (; i + 32 <= n; i += 32) {                                                        \
+                _mm_prefetch((const char *)(w0 + i) + K_PF, _MM_HINT_T0);                         \
+                _mm_prefetch((const char *)(w1 + i) + K_PF, _MM_HINT_T0);                         \
+                _mm_prefetch((const char *)(w2 + i) + K_PF, _MM_HINT_T0);                         \
+                _mm_prefetch((const char *)(w3 + i) + K_PF, _MM_HINT_T0);                         \
+                const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);       \
+                a0 = _mm512_fmadd_ps(CVT(_mm256_loadu_si256((const __m256i *)(w0 + i))), x0, a0); \
+                a1 = _mm512_fmadd_ps(CVT(_mm256_loadu_si256((const __m256i *)(w1 + i))), x0, a1); \
+                a2 = _mm512_fmadd_ps(CVT(_mm256_loadu_si256((const __m256i *)(w2 + i))), x0, a2); \
+                a3 = _mm512_fmadd_ps(CVT(_mm256_loadu_si256((const __m256i *)(w3 + i))), x0, a3); \
+                a0 = _mm512_fmadd_ps(CVT(_mm256_loadu_si256((const __m256i *)(w0 + i + 16))), x1, a0); \
+                a1 = _mm512_fmadd_ps(CVT(_mm256_loadu_si256((const __m256i *)(w1 + i + 16))), x1, a1); \
+                a2 = _mm512_fmadd_ps(CVT(_mm256_loadu_si256((const __m256i *)(w2 + i + 16))), x1, a2); \
+                a3 = _mm512_fmadd_ps(CVT(_mm256_loadu_si256((const __m256i *)(w3 + i + 16))), x1, a3); \
+            }                                                                                     \
+            for (; i < n; i += 16) {                                                              \
+                const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);           \
+                const __m512 x0 = _mm512_maskz_loadu_ps(m, x + i);                                \
+                a0 = _mm512_fmadd_ps(CVT(_mm256_maskz_loadu_epi16(m, w0 + i)), x0, a0);           \
+                a1 = _mm512_fmadd_ps(CVT(_mm256_maskz_loadu_epi16(m, w1 + i)), x0, a1);           \
+                a2 = _mm512_fmadd_ps(CVT(_mm256_maskz_loadu_epi16(m, w2 + i)), x0, a2);           \
+                a3 = _mm512_fmadd_ps(CVT(_mm256_maskz_loadu_epi16(m, w3 + i)), x0, a3);           \
+            }                                                                                     \
+            y[r] = _mm512_reduce_add_ps(a0); y[r + 1] = _mm512_reduce_add_ps(a1);                 \
+            y[r + 2] = _mm512_reduce_add_ps(a2); y[r + 3] = _mm512_reduce_add_ps(a3);             \
+        }                                                                                         \
+        for (; r < r1; r++) y[r] = DOT((const uint8_t *)W + (size_t)r * rb, x, n);                \
+    }
+ROWS_HALF(rows_f16, cvt16_f16, dot_f16)
+ROWS_HALF(rows_bf16, cvt16_bf16, dot_bf16)
+
 static float dot_q8_0(const void *row, const float *x, int64_t n) {
     const block_q8_0 *b = row;
     __m512 acc = _mm512_setzero_ps();
@@ -337,8 +384,8 @@ static void quantize_x(const float *x, int64_t n, void *buf, k_xvec *v) {
 
 void k_ops_avx512(k_ops ops[K_NTYPES], int vnni) {
     ops[K_F32].dot = dot_f32;
-    ops[K_F16] = (k_ops){dot_f16, NULL, dequant_f16, 0, NULL};
-    ops[K_BF16] = (k_ops){dot_bf16, NULL, dequant_bf16, 0, NULL};
+    ops[K_F16] = (k_ops){dot_f16, rows_f16, dequant_f16, 0, NULL};
+    ops[K_BF16] = (k_ops){dot_bf16, rows_bf16, dequant_bf16, 0, NULL};
     ops[K_Q8_0] = (k_ops){dot_q8_0, vnni ? rows_q8_0_vnni : rows_q8_0_bw, dequant_q8_0, 1, quantize_x};
     ops[K_Q4_0] = (k_ops){dot_q4_0, vnni ? rows_q4_0_vnni : rows_q4_0_bw, dequant_q4_0, 1, quantize_x};
 }
@@ -355,4 +402,62 @@ float k_fma_burst_avx512(int64_t iters) {
     }
     const __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)), _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7))), _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
     return _mm512_reduce_add_ps(s);
+}
+
+/* ---- prefill: Y = X W^T on an F32 panel --------------------------------------------------- */
+/* Outer products with the tokens along the vector lanes: X comes transposed (Xt, K x ldt,
+ * tokens padded with zeros to a multiple of 32), and a register tile of 32 tokens x 14 weight
+ * rows takes, per column k, two Xt vectors and fourteen broadcast weights W[r][k] into 28
+ * FMAs, so the FMA ports set the pace and W is read in its own row-major layout (no packing;
+ * a row stride that is a multiple of 4 KiB puts the fourteen rows' lines into one L1 set, so
+ * callers pad it). Xt holds each block of 32 tokens contiguously: block b at Xt + b K 32,
+ * column k of the block at + 32 k.
+ * The 16 tokens of an accumulator go to Y's column r with a masked scatter, once per tile.
+ * Rows beyond a multiple of 14 take a one-row tile. The token blocks (32) are the outer loop
+ * so that their 32 columns of Xt stay in L2 while the panel's rows pass. Each output is one
+ * accumulator summed over k in order, so the result depends on the shapes alone. */
+#define GEMM_NR 14
+
+static inline __mmask16 lanes(int64_t left) { return left >= 16 ? (__mmask16)0xffff : tail_mask(left); }
+
+void k_gemm_avx512(const float *Xt, int64_t ldt, int64_t n, const float *W, int64_t ldw, int64_t p, int64_t K, float *Y,
+                   int64_t ldy) {
+    const __m512i col = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)ldy));
+    for (int64_t t = 0; t < n; t += 32) {
+        const __mmask16 m0 = lanes(n - t), m1 = n - t > 16 ? lanes(n - t - 16) : 0;
+        int64_t r = 0;
+        for (; r + GEMM_NR <= p; r += GEMM_NR) {
+            __m512 a[GEMM_NR][2];
+#pragma GCC unroll 14
+            for (int j = 0; j < GEMM_NR; j++) a[j][0] = a[j][1] = _mm512_setzero_ps();
+            const float *w = W + r * ldw, *x = Xt + (t / 32) * K * ldt;
+            for (int64_t k = 0; k < K; k++, x += ldt) {
+                const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+#pragma GCC unroll 14
+                for (int j = 0; j < GEMM_NR; j++) {
+                    const __m512 b = _mm512_set1_ps(w[j * ldw + k]);
+                    a[j][0] = _mm512_fmadd_ps(x0, b, a[j][0]);
+                    a[j][1] = _mm512_fmadd_ps(x1, b, a[j][1]);
+                }
+            }
+#pragma GCC unroll 14
+            for (int j = 0; j < GEMM_NR; j++) {
+                float *yc = Y + t * ldy + r + j;
+                _mm512_mask_i32scatter_ps(yc, m0, col, a[j][0], 4);
+                if (m1) _mm512_mask_i32scatter_ps(yc + 16 * ldy, m1, col, a[j][1], 4);
+            }
+        }
+        for (; r < p; r++) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+            const float *w = W + r * ldw, *x = Xt + (t / 32) * K * ldt;
+            for (int64_t k = 0; k < K; k++, x += ldt) {
+                const __m512 b = _mm512_set1_ps(w[k]);
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x), b, a0);
+                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 16), b, a1);
+            }
+            _mm512_mask_i32scatter_ps(Y + t * ldy + r, m0, col, a0, 4);
+            if (m1) _mm512_mask_i32scatter_ps(Y + (t + 16) * ldy + r, m1, col, a1, 4);
+        }
+    }
 }

@@ -104,11 +104,18 @@ void *k_scratch(int slot, size_t bytes);
  * dst, cols floats each); slow computes one panel's outputs Y[i * ldy + r] without scratch. */
 typedef struct k_panel_src {
     const float *dense;
-    void (*rows_f32)(const void *ctx, int64_t r0, int64_t p, int64_t cols, float *dst);
+    void (*rows_f32)(const void *ctx, int64_t r0, int64_t p, int64_t cols, int64_t ld, float *dst); /* row stride ld */
     void (*slow)(const void *ctx, int64_t r0, int64_t p, int64_t cols, const float *X, int64_t n, float *Y, int64_t ldy);
     const void *ctx;
 } k_panel_src;
 void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const float *X, int64_t n, float *Y);
+
+/* Y[i * ldy + r] = dot(X row i, W row r) for i < n, r < p, with X given transposed in blocks
+ * of 32 tokens: token 32 b + j, column k at Xt[b K 32 + 32 k + j] (ldt = 32; the padding
+ * past n zero), and W (p rows of stride ldw) F32
+ * (k_avx512.c; k_matmul_panels uses it in place of sgemm on AVX-512) */
+void k_gemm_avx512(const float *Xt, int64_t ldt, int64_t n, const float *W, int64_t ldw, int64_t p, int64_t K, float *Y,
+                   int64_t ldy);
 
 /* FMA throughput probes (probe.c): iters x 12 vector FMAs */
 float k_fma_burst_avx2(int64_t iters);

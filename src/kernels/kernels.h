@@ -43,8 +43,9 @@ void k_dequant_row(int type, const void *src, float *dst, int64_t n);
 void k_quant_row(int type, const float *src, void *dst, int64_t n);
 
 /* Machine probes for benchmarks (all OpenMP threads, best of a few passes):
- * memory read bandwidth (bytes/s, summing a 512 MiB buffer), STREAM triad bandwidth
- * (a = b + s c over three 128 MiB arrays, counted as 3 x 4 bytes per element as STREAM does)
+ * memory read bandwidth (bytes/s, summing a 512 MiB buffer, four streams per thread, best of
+ * 8), STREAM triad bandwidth (a = b + s c over three 128 MiB arrays, counted as 3 x 4 bytes
+ * per element as STREAM does, best of 10)
  * and the float FMA peak (flop/s, 2 per lane, widest vectors of the bound ISA). */
 double k_probe_read_bw(void);
 double k_probe_triad_bw(void);

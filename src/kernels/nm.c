@@ -251,8 +251,9 @@ void k_nm_matvec(const pare_nm *w, const float *x, float *y) {
     free(own);
 }
 
-static void nm_rows_f32(const void *ctx, int64_t r0, int64_t p, int64_t cols, float *dst) {
-    for (int64_t r = 0; r < p; r++) k_nm_dequant_row(ctx, r0 + r, dst + r * cols);
+static void nm_rows_f32(const void *ctx, int64_t r0, int64_t p, int64_t cols, int64_t ld, float *dst) {
+    (void)cols;
+    for (int64_t r = 0; r < p; r++) k_nm_dequant_row(ctx, r0 + r, dst + r * ld);
 }
 
 static void nm_slow(const void *ctx, int64_t r0, int64_t p, int64_t cols, const float *X, int64_t n, float *Y,

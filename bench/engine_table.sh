@@ -1,0 +1,75 @@
+#!/bin/sh
+# engine_table.sh - the engine's speed table of docs/PERFORMANCE.md: decode and prefill of
+# random-weight models with the TinyLlama-1.1B shape (pare synth; 22 blocks, dim 2048, GQA
+# 32/4 heads, FFN 5632, vocab 32000) in every weight type, dense and N:M sparse, against this
+# machine's memory bandwidth and FMA peak measured by pare bench in the same run.
+#   sh bench/engine_table.sh [BUILD [WORKDIR]]
+#   env: SHAPE (default tinyllama-1.1b), RUNS (default 3: each row is run RUNS times and the
+#        run with the best roofline ratio is kept, the median beside it), GEN (default 32),
+#        TYPES (default "f32 f16 bf16 q8_0 q4_0"), WRITE=1 replaces the table in
+#        docs/PERFORMANCE.md between its engine-table markers.
+# The models (about 12 GB for the default shape) are written to WORKDIR once and reused.
+set -e
+B=${1:-build}
+W=${2:-/tmp/pare-engine}
+SHAPE=${SHAPE:-tinyllama-1.1b}
+RUNS=${RUNS:-3}
+GEN=${GEN:-32}
+TYPES=${TYPES:-"f32 f16 bf16 q8_0 q4_0"}
+mkdir -p "$W"
+synth() { # NAME TYPE [NM]
+    [ -f "$W/$1.gguf" ] && return 0
+    if [ -n "$3" ]; then "$B/pare" synth --shape "$SHAPE" --type "$2" --nm "$3" --seed 1 -o "$W/$1.gguf" >&2
+    else "$B/pare" synth --shape "$SHAPE" --type "$2" --seed 1 -o "$W/$1.gguf" >&2; fi
+}
+ROWS=""
+run() { # LABEL MODEL [bench options...]
+    label=$1; model=$2; shift 2
+    i=0
+    while [ $i -lt "$RUNS" ]; do
+        "$B/pare" bench "$W/$model.gguf" --prompt 128 --gen "$GEN" --reps 2 --threads 2 --json "$@" > "$W/$label.$i.json"
+        i=$((i + 1))
+    done
+    ROWS="$ROWS $label"
+    echo "done: $label" >&2
+}
+for t in $TYPES; do synth "$t" "$t"; run "$t" "$t"; done
+synth f16-2of4 f16 2:4; run "f16-2:4" f16-2of4
+run "f16-2:4-q8" f16-2of4 --sparse q8
+synth f16-4of8 f16 4:8; run "f16-4:8" f16-4of8
+synth q8_0-2of4 q8_0 2:4; run "q8_0-2:4" q8_0-2of4
+run "f16-1thread" f16 --threads 1
+python3 - "$W" "$RUNS" $ROWS > "$W/table.md" <<'PY'
+import json, sys, statistics
+w, runs, rows = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+res = {}
+for r in rows:
+    js = [json.load(open(f"{w}/{r}.{i}.json")) for i in range(runs)]
+    best = max(js, key=lambda j: j["roofline_ratio"])
+    res[r] = (best, statistics.median(j["tg_tps"] for j in js), statistics.median(j["pp_tps"] for j in js))
+d = res.get("f16", (None,))[0]
+print("| weights | decode tok/s (median) | x dense f16 | bytes/token | triad GB/s | roofline tok/s | decode / roofline | decode / read bw | prefill tok/s | prefill / FMA peak | linear layers MB (x dense) | peak RSS MB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    b, tg, pp = res[r]
+    x = "%.2f" % (b["tg_tps"] / d["tg_tps"]) if d else "-"
+    print("| %s | %.2f (%.2f) | %s | %.0f MB | %.1f | %.2f | %.2f | %.2f | %.1f (%.1f) | %.2f | %.0f (%.3f) | %.0f |" % (
+        r, b["tg_tps"], tg, x, b["bytes_per_token"] / 1e6, b["bandwidth_gbs"], b["roofline_tps"], b["roofline_ratio"],
+        b["read_roofline_ratio"], b["pp_tps"], pp, b["pp_peak_ratio"], b["linear_mb"], b["linear_ratio"], b["peak_rss_mb"]))
+j = res[rows[0]][0]
+print()
+print("Machine (measured in the same runs): triad %.1f GB/s, read %.1f GB/s, FMA peak %.0f GFLOP/s, %s kernels, %d threads." % (
+    j["bandwidth_gbs"], j["read_gbs"], j["fma_peak_gflops"], j["isa"], j["threads"]))
+PY
+cat "$W/table.md"
+if [ "${WRITE:-0}" = 1 ]; then
+    python3 - "$W/table.md" docs/PERFORMANCE.md <<'PY'
+import sys
+t, p = open(sys.argv[1]).read(), sys.argv[2]
+s = open(p).read()
+a, b = "<!-- engine-table:begin -->", "<!-- engine-table:end -->"
+i, k = s.index(a) + len(a), s.index(b)
+open(p + ".tmp", "w").write(s[:i] + "\n" + t + s[k:])
+import os; os.replace(p + ".tmp", p)
+PY
+fi
