@@ -125,8 +125,11 @@ float k_fma_burst_avx512(int64_t iters);
 enum { K_NM_F32, K_NM_F16, K_NM_BF16, K_NM_Q8, K_NM_NTYPES };
 /* y[r] for r0 <= r < r1, x already in the layout's column order */
 typedef void (*k_nm_rows_fn)(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y);
-void k_nm_ops_ref(k_nm_rows_fn t[K_NM_NTYPES]);
-void k_nm_ops_avx2(k_nm_rows_fn t[K_NM_NTYPES]);
-void k_nm_ops_avx512(k_nm_rows_fn t[K_NM_NTYPES]);
+/* row r as dense floats in the layout's column order (zeros where pruned); exact */
+typedef void (*k_nm_deq_fn)(const pare_nm *w, int64_t r, float *dst);
+typedef struct { k_nm_rows_fn rows[K_NM_NTYPES]; k_nm_deq_fn deq[K_NM_NTYPES]; } k_nm_ops;
+void k_nm_ops_ref(k_nm_ops *t);
+void k_nm_ops_avx2(k_nm_ops *t);
+void k_nm_ops_avx512(k_nm_ops *t);
 
 #endif

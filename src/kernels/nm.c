@@ -137,6 +137,8 @@ pare_status k_nm_pack(int type, const void *W, int64_t rows, int64_t cols, const
                (w->perm ? (size_t)cols * sizeof(int32_t) : 0);
     int64_t bad_r = -1, bad_g = 0;
     int bad_nz = 0, nomem = 0;
+    /* float values of the source's own type are copied as they are stored */
+    const size_t raw = vtype == type && vtype != PARE_TYPE_Q8_0 ? vbytes(vtype) : 0;
 #pragma omp parallel if (rows * (double)rb > (1 << 22))
     {
         float *row = malloc((size_t)cols * 2 * sizeof(float));
@@ -169,6 +171,12 @@ pare_status k_nm_pack(int type, const void *W, int64_t rows, int64_t cols, const
                     const int64_t c = g + j;
                     if (row[c] == 0.0f) { if (fill <= 0) continue; fill--; }
                     mk[c >> 3] |= (uint8_t)(1u << (c & 7));
+                    if (raw) { /* the stored value itself, no round trip through float */
+                        const int64_t sc = perm ? perm[c] : c;
+                        memcpy(v + raw * (size_t)k, (const uint8_t *)W + (size_t)r * rb + raw * (size_t)sc, raw);
+                        k++;
+                        continue;
+                    }
                     switch (vtype) {
                     case PARE_TYPE_F32: memcpy(v + 4 * k, &row[c], 4); break;
                     case PARE_TYPE_F16: { uint16_t h = pare_f32_to_f16(row[c]); memcpy(v + 2 * k, &h, 2); break; }
@@ -203,29 +211,40 @@ static void ref_rows(const pare_nm *w, int64_t r0, int64_t r1, const float *x, f
     }
 }
 
-void k_nm_ops_ref(k_nm_rows_fn t[K_NM_NTYPES]) {
-    for (int i = 0; i < K_NM_NTYPES; i++) t[i] = ref_rows;
+static void ref_deq(const pare_nm *w, int64_t r, float *dst) {
+    int64_t k = 0;
+    for (int64_t c = 0; c < w->cols; c++) dst[c] = kept(w, r, c) ? value(w, r, k++, c) : 0.0f;
 }
 
-void k_nm_dequant_row(const pare_nm *w, int64_t r, float *dst) {
-    int64_t k = 0;
-    for (int64_t c = 0; c < w->cols; c++) {
-        const float v = kept(w, r, c) ? value(w, r, k++, c) : 0.0f;
-        dst[w->perm ? w->perm[c] : c] = v;
-    }
+void k_nm_ops_ref(k_nm_ops *t) {
+    for (int i = 0; i < K_NM_NTYPES; i++) { t->rows[i] = ref_rows; t->deq[i] = ref_deq; }
 }
 
 /* ---- drivers ---------------------------------------------------------------------------- */
-static k_nm_rows_fn g_tab[3][K_NM_NTYPES];
+static k_nm_ops g_tab[3];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void bind_all(void) {
     const pare_isa cpu = k_cpu_isa();
-    k_nm_ops_ref(g_tab[PARE_ISA_REF]);
-    memcpy(g_tab[PARE_ISA_AVX2], g_tab[PARE_ISA_REF], sizeof g_tab[0]);
-    if (cpu >= PARE_ISA_AVX2) k_nm_ops_avx2(g_tab[PARE_ISA_AVX2]);
-    memcpy(g_tab[PARE_ISA_AVX512], g_tab[PARE_ISA_AVX2], sizeof g_tab[0]);
-    if (cpu >= PARE_ISA_AVX512) k_nm_ops_avx512(g_tab[PARE_ISA_AVX512]);
+    k_nm_ops_ref(&g_tab[PARE_ISA_REF]);
+    g_tab[PARE_ISA_AVX2] = g_tab[PARE_ISA_REF];
+    if (cpu >= PARE_ISA_AVX2) k_nm_ops_avx2(&g_tab[PARE_ISA_AVX2]);
+    g_tab[PARE_ISA_AVX512] = g_tab[PARE_ISA_AVX2];
+    if (cpu >= PARE_ISA_AVX512) k_nm_ops_avx512(&g_tab[PARE_ISA_AVX512]);
+}
+
+void k_nm_dequant_row(const pare_nm *w, int64_t r, float *dst) {
+    pthread_once(&g_once, bind_all);
+    const k_nm_deq_fn fn = g_tab[k_isa()].deq[nm_slot(w->vtype)];
+    if (!w->perm) { fn(w, r, dst); return; }
+    float *tmp = k_scratch(K_SCRATCH_NM, (size_t)w->cols * sizeof(float));
+    if (tmp) {
+        fn(w, r, tmp);
+        for (int64_t c = 0; c < w->cols; c++) dst[w->perm[c]] = tmp[c];
+    } else { /* no scratch: the reference, straight into place */
+        int64_t k = 0;
+        for (int64_t c = 0; c < w->cols; c++) dst[w->perm[c]] = kept(w, r, c) ? value(w, r, k++, c) : 0.0f;
+    }
 }
 
 void k_nm_matvec(const pare_nm *w, const float *x, float *y) {
@@ -240,7 +259,7 @@ void k_nm_matvec(const pare_nm *w, const float *x, float *y) {
         for (int64_t c = 0; c < w->cols; c++) buf[c] = x[w->perm[c]];
         xp = buf;
     }
-    const k_nm_rows_fn fn = g_tab[k_isa()][s];
+    const k_nm_rows_fn fn = g_tab[k_isa()].rows[s];
     const int64_t nchunk = (w->rows + K_ROW_CHUNK - 1) / K_ROW_CHUNK;
     const int par = (double)w->rows * (double)(w->vstride + w->mstride) >= K_PAR_BYTES;
 #pragma omp parallel for schedule(static) if (par)

@@ -96,10 +96,39 @@ static void rows_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, fl
     }
 }
 
-void k_nm_ops_avx2(k_nm_rows_fn t[K_NM_NTYPES]) {
+/* ---- rows as dense floats (prefill panels) ----------------------------------------------- */
+#define NM_DEQ(NAME, LOAD, SCALE)                                                                 \
+    static void NAME(const pare_nm *w, int64_t r, float *dst) {                                  \
+        const uint8_t *mk = w->mask + (size_t)r * w->mstride;                                     \
+        const uint8_t *v = w->vals + (size_t)r * w->vstride;                                      \
+        const uint16_t *sc = w->scale ? w->scale + (size_t)r * (size_t)(w->cols / 32) : NULL;     \
+        size_t k = 0;                                                                             \
+        int64_t b = 0;                                                                            \
+        for (; 8 * b + 8 <= w->cols; b++) {                                                       \
+            __m256 e = spread(LOAD(v, k), mk[b]);                                                 \
+            if (SCALE) e = _mm256_mul_ps(e, _mm256_set1_ps(_cvtsh_ss(sc[b / 4])));               \
+            _mm256_storeu_ps(dst + 8 * b, e);                                                     \
+            k += (size_t)__builtin_popcount(mk[b]);                                               \
+        }                                                                                         \
+        if (8 * b < w->cols) {                                                                    \
+            float t8[8];                                                                          \
+            _mm256_storeu_ps(t8, spread(LOAD(v, k), mk[b]));                                      \
+            for (int64_t c = 8 * b; c < w->cols; c++) dst[c] = t8[c - 8 * b];                     \
+        }                                                                                         \
+    }
+NM_DEQ(deq_f32, ld_f32, 0)
+NM_DEQ(deq_f16, ld_f16, 0)
+NM_DEQ(deq_bf16, ld_bf16, 0)
+NM_DEQ(deq_q8, ld_i8, 1)
+
+void k_nm_ops_avx2(k_nm_ops *t) {
     lut_init();
-    t[K_NM_F32] = rows_f32;
-    t[K_NM_F16] = rows_f16;
-    t[K_NM_BF16] = rows_bf16;
-    t[K_NM_Q8] = rows_q8;
+    t->rows[K_NM_F32] = rows_f32;
+    t->rows[K_NM_F16] = rows_f16;
+    t->rows[K_NM_BF16] = rows_bf16;
+    t->rows[K_NM_Q8] = rows_q8;
+    t->deq[K_NM_F32] = deq_f32;
+    t->deq[K_NM_F16] = deq_f16;
+    t->deq[K_NM_BF16] = deq_bf16;
+    t->deq[K_NM_Q8] = deq_q8;
 }

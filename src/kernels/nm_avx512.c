@@ -193,9 +193,38 @@ static void rows_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, fl
     }
 }
 
-void k_nm_ops_avx512(k_nm_rows_fn t[K_NM_NTYPES]) {
-    t[K_NM_F32] = rows_f32;
-    t[K_NM_F16] = rows_f16;
-    t[K_NM_BF16] = rows_bf16;
-    t[K_NM_Q8] = rows_q8;
+/* ---- rows as dense floats (prefill panels): one expand per 16 columns -------------------- */
+#define NM_DEQ(NAME, LOAD, SCALE)                                                                 \
+    static void NAME(const pare_nm *w, int64_t r, float *dst) {                                  \
+        const uint8_t *mk = w->mask + (size_t)r * w->mstride;                                     \
+        const uint8_t *v = w->vals + (size_t)r * w->vstride;                                      \
+        const uint16_t *sc = w->scale ? w->scale + (size_t)r * (size_t)(w->cols / 32) : NULL;     \
+        const size_t step = 16 % w->m ? 0 : (size_t)(16 / w->m * w->n);                           \
+        size_t k = 0;                                                                             \
+        int64_t b = 0;                                                                            \
+        for (; 16 * b + 16 <= w->cols; b++) {                                                     \
+            __m512 e = _mm512_maskz_expand_ps(kmask(mk, b), LOAD(v, k));                          \
+            if (SCALE) e = _mm512_mul_ps(e, _mm512_set1_ps(_cvtsh_ss(sc[b / 2])));               \
+            _mm512_storeu_ps(dst + 16 * b, e);                                                    \
+            k += kept16(mk, b, step);                                                             \
+        }                                                                                         \
+        if (16 * b < w->cols) {                                                                   \
+            const __m512 e = _mm512_maskz_expand_ps(kmask(mk, b), LOAD(v, k));                    \
+            _mm512_mask_storeu_ps(dst + 16 * b, (__mmask16)((1u << (w->cols - 16 * b)) - 1u), e); \
+        }                                                                                         \
+    }
+NM_DEQ(deq_f32, ld_f32, 0)
+NM_DEQ(deq_f16, ld_f16, 0)
+NM_DEQ(deq_bf16, ld_bf16, 0)
+NM_DEQ(deq_q8, ld_i8, 1)
+
+void k_nm_ops_avx512(k_nm_ops *t) {
+    t->rows[K_NM_F32] = rows_f32;
+    t->rows[K_NM_F16] = rows_f16;
+    t->rows[K_NM_BF16] = rows_bf16;
+    t->rows[K_NM_Q8] = rows_q8;
+    t->deq[K_NM_F32] = deq_f32;
+    t->deq[K_NM_F16] = deq_f16;
+    t->deq[K_NM_BF16] = deq_bf16;
+    t->deq[K_NM_Q8] = deq_q8;
 }
