@@ -23,22 +23,23 @@ synth() { # NAME TYPE [NM]
     else "$B/pare" synth --shape "$SHAPE" --type "$2" --seed 1 -o "$W/$1.gguf" >&2; fi
 }
 ROWS=""
-run() { # LABEL MODEL [bench options...]
-    label=$1; model=$2; shift 2
+run() { # LABEL MODEL THREADS [bench options...]
+    label=$1; model=$2; threads=$3; shift 3
     i=0
     while [ $i -lt "$RUNS" ]; do
-        "$B/pare" bench "$W/$model.gguf" --prompt 128 --gen "$GEN" --reps 2 --threads 2 --json "$@" > "$W/$label.$i.json"
+        "$B/pare" bench "$W/$model.gguf" --prompt 128 --gen "$GEN" --reps 2 --threads "$threads" --json "$@" > "$W/$label.$i.json"
         i=$((i + 1))
     done
     ROWS="$ROWS $label"
     echo "done: $label" >&2
 }
-for t in $TYPES; do synth "$t" "$t"; run "$t" "$t"; done
-synth f16-2of4 f16 2:4; run "f16-2:4" f16-2of4
-run "f16-2:4-q8" f16-2of4 --sparse q8
-synth f16-4of8 f16 4:8; run "f16-4:8" f16-4of8
-synth q8_0-2of4 q8_0 2:4; run "q8_0-2:4" q8_0-2of4
-run "f16-1thread" f16 --threads 1
+for t in $TYPES; do synth "$t" "$t"; run "$t" "$t" 2; done
+synth f16-2of4 f16 2:4; run "f16-2:4" f16-2of4 2
+run "f16-2:4-q8" f16-2of4 2 --sparse q8
+synth f16-4of8 f16 4:8; run "f16-4:8" f16-4of8 2
+synth q8_0-2of4 q8_0 2:4; run "q8_0-2:4" q8_0-2of4 2
+run "f16-1thread" f16 1
+run "f16-2:4-1thread" f16-2of4 1
 python3 - "$W" "$RUNS" $ROWS > "$W/table.md" <<'PY'
 import json, sys, statistics
 w, runs, rows = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
@@ -48,13 +49,13 @@ for r in rows:
     best = max(js, key=lambda j: j["roofline_ratio"])
     res[r] = (best, statistics.median(j["tg_tps"] for j in js), statistics.median(j["pp_tps"] for j in js))
 d = res.get("f16", (None,))[0]
-print("| weights | decode tok/s (median) | x dense f16 | bytes/token | triad GB/s | roofline tok/s | decode / roofline | decode / read bw | prefill tok/s | prefill / FMA peak | linear layers MB (x dense) | peak RSS MB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| weights | threads | decode tok/s (median) | x dense f16 | bytes/token | triad GB/s | roofline tok/s | decode / roofline | decode / read bw | prefill tok/s | prefill / FMA peak | linear layers MB (x dense) | peak RSS MB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     b, tg, pp = res[r]
     x = "%.2f" % (b["tg_tps"] / d["tg_tps"]) if d else "-"
-    print("| %s | %.2f (%.2f) | %s | %.0f MB | %.1f | %.2f | %.2f | %.2f | %.1f (%.1f) | %.2f | %.0f (%.3f) | %.0f |" % (
-        r, b["tg_tps"], tg, x, b["bytes_per_token"] / 1e6, b["bandwidth_gbs"], b["roofline_tps"], b["roofline_ratio"],
+    print("| %s | %d | %.2f (%.2f) | %s | %.0f MB | %.1f | %.2f | %.2f | %.2f | %.1f (%.1f) | %.2f | %.0f (%.3f) | %.0f |" % (
+        r, b["threads"], b["tg_tps"], tg, x, b["bytes_per_token"] / 1e6, b["bandwidth_gbs"], b["roofline_tps"], b["roofline_ratio"],
         b["read_roofline_ratio"], b["pp_tps"], pp, b["pp_peak_ratio"], b["linear_mb"], b["linear_ratio"], b["peak_rss_mb"]))
 j = res[rows[0]][0]
 print()

@@ -215,41 +215,71 @@ static inline __m512i q4_bytes1(const uint8_t *qa) {
     return one(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0f)));
 }
 
+/* The blocks of one row from block i on, two then one (the tail of the four-block loop). */
+#define Q8_TAIL(DOT, b, i, nb, a0, a1)                                                            \
+    for (; i + 2 <= nb; i += 2) {                                                                 \
+        const __m512i w0 = two(_mm256_loadu_si256((const __m256i *)b[i].qs),                      \
+                               _mm256_loadu_si256((const __m256i *)b[i + 1].qs));                 \
+        const __m512i p0 = DOT(_mm512_abs_epi8(w0), sign_to_x(w0, _mm512_loadu_si512(xv->q + i * 32))); \
+        a0 = _mm512_fmadd_ps(two_scales(f16_1(b[i].d) * xv->d[i], f16_1(b[i + 1].d) * xv->d[i + 1]), \
+                             _mm512_cvtepi32_ps(p0), a0);                                         \
+    }                                                                                             \
+    if (i < nb) {                                                                                 \
+        const __m512i w0 = one(_mm256_loadu_si256((const __m256i *)b[i].qs));                     \
+        const __m512i x0 = one(_mm256_loadu_si256((const __m256i *)(xv->q + i * 32)));            \
+        const __m512i p0 = DOT(_mm512_abs_epi8(w0), sign_to_x(w0, x0));                           \
+        a1 = _mm512_fmadd_ps(two_scales(f16_1(b[i].d) * xv->d[i], 0.0f), _mm512_cvtepi32_ps(p0), a1); \
+    }
+
+/* four blocks of row b from block i into a0, a1, with x0, x1 loaded once for both rows */
+#define Q8_STEP4(DOT, b, i, x0, x1, a0, a1)                                                       \
+    do {                                                                                          \
+        _mm_prefetch((const char *)(b + i) + K_PF, _MM_HINT_T0);                                  \
+        _mm_prefetch((const char *)(b + i) + K_PF + 64, _MM_HINT_T0);                             \
+        const __m512i w0 = two(_mm256_loadu_si256((const __m256i *)b[i].qs),                      \
+                               _mm256_loadu_si256((const __m256i *)b[i + 1].qs));                 \
+        const __m512i w1 = two(_mm256_loadu_si256((const __m256i *)b[i + 2].qs),                  \
+                               _mm256_loadu_si256((const __m256i *)b[i + 3].qs));                 \
+        const __m512i p0 = DOT(_mm512_abs_epi8(w0), sign_to_x(w0, x0));                           \
+        const __m512i p1 = DOT(_mm512_abs_epi8(w1), sign_to_x(w1, x1));                           \
+        a0 = _mm512_fmadd_ps(q8_scales2(b + i, xv->d + i), _mm512_cvtepi32_ps(p0), a0);           \
+        a1 = _mm512_fmadd_ps(q8_scales2(b + i + 2, xv->d + i + 2), _mm512_cvtepi32_ps(p1), a1);   \
+    } while (0)
+
+/* Two rows at a time: two weight streams per thread (more misses in flight than one, which
+ * stops short of the DRAM bandwidth) sharing each load of x. */
 #define ROWS_Q8_0(NAME, DOT, ATTR)                                                                \
     ATTR static void NAME(const void *W, size_t rb, int64_t r0, int64_t r1, int64_t n,            \
                           const k_xvec *xv, float *y) {                                          \
         const int64_t nb = n / QK8_0;                                                             \
-        for (int64_t r = r0; r < r1; r++) {                                                       \
+        int64_t r = r0;                                                                           \
+        for (; r + 2 <= r1; r += 2) {                                                             \
+            const block_q8_0 *b = (const block_q8_0 *)((const uint8_t *)W + (size_t)r * rb);      \
+            const block_q8_0 *c = (const block_q8_0 *)((const uint8_t *)b + rb);                  \
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, c0 = a0, c1 = a0;                           \
+            int64_t i = 0;                                                                        \
+            for (; i + 4 <= nb; i += 4) {                                                         \
+                const __m512i x0 = _mm512_loadu_si512(xv->q + i * 32);                            \
+                const __m512i x1 = _mm512_loadu_si512(xv->q + i * 32 + 64);                       \
+                Q8_STEP4(DOT, b, i, x0, x1, a0, a1);                                              \
+                Q8_STEP4(DOT, c, i, x0, x1, c0, c1);                                              \
+            }                                                                                     \
+            int64_t j = i;                                                                        \
+            Q8_TAIL(DOT, b, i, nb, a0, a1)                                                        \
+            Q8_TAIL(DOT, c, j, nb, c0, c1)                                                        \
+            y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));                                   \
+            y[r + 1] = _mm512_reduce_add_ps(_mm512_add_ps(c0, c1));                               \
+        }                                                                                         \
+        for (; r < r1; r++) {                                                                     \
             const block_q8_0 *b = (const block_q8_0 *)((const uint8_t *)W + (size_t)r * rb);      \
             __m512 a0 = _mm512_setzero_ps(), a1 = a0;                                             \
             int64_t i = 0;                                                                        \
             for (; i + 4 <= nb; i += 4) {                                                         \
-                _mm_prefetch((const char *)(b + i) + K_PF, _MM_HINT_T0);                          \
-                _mm_prefetch((const char *)(b + i) + K_PF + 64, _MM_HINT_T0);                     \
-                const __m512i w0 = two(_mm256_loadu_si256((const __m256i *)b[i].qs),              \
-                                       _mm256_loadu_si256((const __m256i *)b[i + 1].qs));         \
-                const __m512i w1 = two(_mm256_loadu_si256((const __m256i *)b[i + 2].qs),          \
-                                       _mm256_loadu_si256((const __m256i *)b[i + 3].qs));         \
                 const __m512i x0 = _mm512_loadu_si512(xv->q + i * 32);                            \
                 const __m512i x1 = _mm512_loadu_si512(xv->q + i * 32 + 64);                       \
-                const __m512i p0 = DOT(_mm512_abs_epi8(w0), sign_to_x(w0, x0));                   \
-                const __m512i p1 = DOT(_mm512_abs_epi8(w1), sign_to_x(w1, x1));                   \
-                a0 = _mm512_fmadd_ps(q8_scales2(b + i, xv->d + i), _mm512_cvtepi32_ps(p0), a0);      \
-                a1 = _mm512_fmadd_ps(q8_scales2(b + i + 2, xv->d + i + 2), _mm512_cvtepi32_ps(p1), a1); \
+                Q8_STEP4(DOT, b, i, x0, x1, a0, a1);                                              \
             }                                                                                     \
-            for (; i + 2 <= nb; i += 2) {                                                         \
-                const __m512i w0 = two(_mm256_loadu_si256((const __m256i *)b[i].qs),              \
-                                       _mm256_loadu_si256((const __m256i *)b[i + 1].qs));         \
-                const __m512i p0 = DOT(_mm512_abs_epi8(w0), sign_to_x(w0, _mm512_loadu_si512(xv->q + i * 32))); \
-                a0 = _mm512_fmadd_ps(two_scales(f16_1(b[i].d) * xv->d[i], f16_1(b[i + 1].d) * xv->d[i + 1]), \
-                                     _mm512_cvtepi32_ps(p0), a0);                                 \
-            }                                                                                     \
-            if (i < nb) {                                                                         \
-                const __m512i w0 = one(_mm256_loadu_si256((const __m256i *)b[i].qs));             \
-                const __m512i x0 = one(_mm256_loadu_si256((const __m256i *)(xv->q + i * 32)));    \
-                const __m512i p0 = DOT(_mm512_abs_epi8(w0), sign_to_x(w0, x0));                   \
-                a1 = _mm512_fmadd_ps(two_scales(f16_1(b[i].d) * xv->d[i], 0.0f), _mm512_cvtepi32_ps(p0), a1); \
-            }                                                                                     \
+            Q8_TAIL(DOT, b, i, nb, a0, a1)                                                        \
             y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));                                   \
         }                                                                                         \
     }
@@ -275,36 +305,62 @@ static inline __m512 q4_scales4(const block_q4_0 *b, const float *d4) {
     return _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(w)), _mm512_loadu_ps(d4));
 }
 
+#define Q4_STEP4(DOT2, b, i, xlo, xhi, o4, a0)                                                    \
+    do {                                                                                          \
+        _mm_prefetch((const char *)(b + i) + K_PF, _MM_HINT_T0);                                  \
+        const __m512i v = q4_bytes4(b + i);                                                       \
+        const __m512i p = DOT2(o4, _mm512_and_si512(v, m4), xlo, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), xhi); \
+        a0 = _mm512_fmadd_ps(q4_scales4(b + i, xv->d4 + i * 4), _mm512_cvtepi32_ps(p), a0);      \
+    } while (0)
+
+#define Q4_TAIL(DOT, b, i, nb, a1)                                                                \
+    for (; i + 2 <= nb; i += 2) {                                                                 \
+        __m512i p0 = DOT(q4_bytes2(b[i].qs, b[i + 1].qs), _mm512_loadu_si512(xv->q + i * 32));     \
+        p0 = _mm512_sub_epi32(p0, q4_offsets(xv->s8 + i));                                        \
+        a1 = _mm512_fmadd_ps(two_scales(f16_1(b[i].d) * xv->d[i], f16_1(b[i + 1].d) * xv->d[i + 1]), \
+                             _mm512_cvtepi32_ps(p0), a1);                                         \
+    }                                                                                             \
+    if (i < nb) {                                                                                 \
+        const __m512i x0 = one(_mm256_loadu_si256((const __m256i *)(xv->q + i * 32)));            \
+        __m512i p0 = DOT(q4_bytes1(b[i].qs), x0);                                                 \
+        p0 = _mm512_sub_epi32(p0, _mm512_castsi128_si512(_mm_cvtsi32_si128(xv->s8[i])));           \
+        a1 = _mm512_fmadd_ps(two_scales(f16_1(b[i].d) * xv->d[i], 0.0f), _mm512_cvtepi32_ps(p0), a1); \
+    }
+
+/* two rows at a time, as Q8_0 */
 #define ROWS_Q4_0(NAME, DOT, DOT2, ATTR)                                                          \
     ATTR static void NAME(const void *W, size_t rb, int64_t r0, int64_t r1, int64_t n,            \
                           const k_xvec *xv, float *y) {                                          \
         const int64_t nb = n / QK4_0;                                                             \
         const __m512i m4 = _mm512_set1_epi8(0x0f);                                                \
-        for (int64_t r = r0; r < r1; r++) {                                                       \
+        int64_t r = r0;                                                                           \
+        for (; r + 2 <= r1; r += 2) {                                                             \
+            const block_q4_0 *b = (const block_q4_0 *)((const uint8_t *)W + (size_t)r * rb);      \
+            const block_q4_0 *c = (const block_q4_0 *)((const uint8_t *)b + rb);                  \
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, c0 = a0, c1 = a0;                           \
+            int64_t i = 0;                                                                        \
+            for (; i + 4 <= nb; i += 4) {                                                         \
+                const __m512i o4 = _mm512_loadu_si512(xv->o4 + i * 4);                            \
+                const __m512i xlo = _mm512_loadu_si512(xv->q4 + i * 32);                          \
+                const __m512i xhi = _mm512_loadu_si512(xv->q4 + i * 32 + 64);                     \
+                Q4_STEP4(DOT2, b, i, xlo, xhi, o4, a0);                                           \
+                Q4_STEP4(DOT2, c, i, xlo, xhi, o4, c0);                                           \
+            }                                                                                     \
+            int64_t j = i;                                                                        \
+            Q4_TAIL(DOT, b, i, nb, a1)                                                            \
+            Q4_TAIL(DOT, c, j, nb, c1)                                                            \
+            y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));                                   \
+            y[r + 1] = _mm512_reduce_add_ps(_mm512_add_ps(c0, c1));                               \
+        }                                                                                         \
+        for (; r < r1; r++) {                                                                     \
             const block_q4_0 *b = (const block_q4_0 *)((const uint8_t *)W + (size_t)r * rb);      \
             __m512 a0 = _mm512_setzero_ps(), a1 = a0;                                             \
             int64_t i = 0;                                                                        \
             for (; i + 4 <= nb; i += 4) {                                                         \
-                _mm_prefetch((const char *)(b + i) + K_PF, _MM_HINT_T0);                          \
-                const __m512i v = q4_bytes4(b + i);                                               \
-                const __m512i p = DOT2(_mm512_loadu_si512(xv->o4 + i * 4), _mm512_and_si512(v, m4), \
-                                       _mm512_loadu_si512(xv->q4 + i * 32),                       \
-                                       _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),             \
-                                       _mm512_loadu_si512(xv->q4 + i * 32 + 64));                 \
-                a0 = _mm512_fmadd_ps(q4_scales4(b + i, xv->d4 + i * 4), _mm512_cvtepi32_ps(p), a0); \
+                const __m512i o4 = _mm512_loadu_si512(xv->o4 + i * 4);                            \
+                Q4_STEP4(DOT2, b, i, _mm512_loadu_si512(xv->q4 + i * 32), _mm512_loadu_si512(xv->q4 + i * 32 + 64), o4, a0); \
             }                                                                                     \
-            for (; i + 2 <= nb; i += 2) {                                                         \
-                __m512i p0 = DOT(q4_bytes2(b[i].qs, b[i + 1].qs), _mm512_loadu_si512(xv->q + i * 32)); \
-                p0 = _mm512_sub_epi32(p0, q4_offsets(xv->s8 + i));                                \
-                a1 = _mm512_fmadd_ps(two_scales(f16_1(b[i].d) * xv->d[i], f16_1(b[i + 1].d) * xv->d[i + 1]), \
-                                     _mm512_cvtepi32_ps(p0), a1);                                 \
-            }                                                                                     \
-            if (i < nb) {                                                                         \
-                const __m512i x0 = one(_mm256_loadu_si256((const __m256i *)(xv->q + i * 32)));    \
-                __m512i p0 = DOT(q4_bytes1(b[i].qs), x0);                                         \
-                p0 = _mm512_sub_epi32(p0, _mm512_castsi128_si512(_mm_cvtsi32_si128(xv->s8[i])));   \
-                a1 = _mm512_fmadd_ps(two_scales(f16_1(b[i].d) * xv->d[i], 0.0f), _mm512_cvtepi32_ps(p0), a1); \
-            }                                                                                     \
+            Q4_TAIL(DOT, b, i, nb, a1)                                                            \
             y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));                                   \
         }                                                                                         \
     }
