@@ -202,14 +202,14 @@ void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const f
     const int blas_ok = n <= INT_MAX && rows <= INT_MAX && cols <= INT_MAX;
     const int64_t P = panel_rows(rows, cols), npanel = (rows + P - 1) / P;
     /* AVX-512: pare's own kernel on X transposed in blocks of 32 tokens (zero padded) */
-    const int64_t nblk = (n + 31) / 32;
+    const int64_t TB = K_GEMM_TOKENS, nblk = (n + TB - 1) / TB;
     float *Xt = NULL;
-    if (g_isa == PARE_ISA_AVX512 && n >= 8 && blas_ok && !src->dense && (Xt = aligned_alloc(64, (size_t)(nblk * 32 * cols) * sizeof(float)))) {
+    if (g_isa == PARE_ISA_AVX512 && n >= 8 && blas_ok && !src->dense && (Xt = aligned_alloc(64, (size_t)(nblk * TB * cols) * sizeof(float)))) {
 #pragma omp parallel for schedule(static) if ((double)n * cols >= 1 << 16)
         for (int64_t k = 0; k < cols; k++)
             for (int64_t b = 0; b < nblk; b++) {
-                float *o = Xt + (b * cols + k) * 32;
-                for (int64_t j = 0; j < 32; j++) o[j] = b * 32 + j < n ? X[(b * 32 + j) * cols + k] : 0.0f;
+                float *o = Xt + (b * cols + k) * TB;
+                for (int64_t j = 0; j < TB; j++) o[j] = b * TB + j < n ? X[(b * TB + j) * cols + k] : 0.0f;
             }
     }
     const int blas_threads = openblas_get_num_threads();
@@ -219,18 +219,29 @@ void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const f
         const int64_t r0 = pi * P, p = rows - r0 < P ? rows - r0 : P;
         const float *panel = NULL;
         int64_t ldp = cols;
+        if (Xt) {
+            /* tile by tile: K_GEMM_ROWS rows dequantized into an L2-sized buffer (a padded
+             * stride: a multiple of 4 KiB would put the rows' lines in one L1 set), then
+             * multiplied with every token block while they are there */
+            const int64_t ld = cols + 16;
+            float *buf = k_scratch(K_SCRATCH_PANEL, (size_t)K_GEMM_ROWS * (size_t)ld * sizeof(float));
+            if (buf) {
+                for (int64_t t0 = 0; t0 < p; t0 += K_GEMM_ROWS) {
+                    const int64_t pt = p - t0 < K_GEMM_ROWS ? p - t0 : K_GEMM_ROWS;
+                    src->rows_f32(src->ctx, r0 + t0, pt, cols, ld, buf);
+                    k_gemm_avx512(Xt, TB, n, buf, ld, pt, cols, Y + r0 + t0, rows);
+                }
+                continue;
+            }
+        }
         if (blas_ok && src->dense) {
             panel = src->dense + r0 * cols;
         } else if (blas_ok) {
-            /* a padded row stride: a multiple of 4 KiB would put a tile's rows in one L1 set */
-            ldp = Xt ? cols + 16 : cols;
             float *buf = k_scratch(K_SCRATCH_PANEL, (size_t)p * (size_t)ldp * sizeof(float));
             if (buf) src->rows_f32(src->ctx, r0, p, cols, ldp, buf);
             panel = buf;
         }
-        if (panel && Xt && !src->dense)
-            k_gemm_avx512(Xt, 32, n, panel, ldp, p, cols, Y + r0, rows);
-        else if (panel)
+        if (panel)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)p, (int)cols, 1.0f, X, (int)cols,
                         panel, (int)ldp, 0.0f, Y + r0, (int)rows);
         else /* no memory for the panel (or sizes beyond BLAS ints) */

@@ -472,7 +472,8 @@ float k_fma_burst_avx512(int64_t iters) {
  * Rows beyond a multiple of 14 take a one-row tile. The token blocks (32) are the outer loop
  * so that their 32 columns of Xt stay in L2 while the panel's rows pass. Each output is one
  * accumulator summed over k in order, so the result depends on the shapes alone. */
-#define GEMM_NR 14
+#define GEMM_NR K_GEMM_ROWS
+#define GEMM_TB K_GEMM_TOKENS
 
 static inline __mmask16 lanes(int64_t left) { return left >= 16 ? (__mmask16)0xffff : tail_mask(left); }
 
@@ -480,40 +481,46 @@ void k_gemm_avx512(const float *Xt, int64_t ldt, int64_t n, const float *W, int6
                    int64_t ldy) {
     const __m512i col = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32((int)ldy));
-    for (int64_t t = 0; t < n; t += 32) {
-        const __mmask16 m0 = lanes(n - t), m1 = n - t > 16 ? lanes(n - t - 16) : 0;
+    for (int64_t t = 0; t < n; t += GEMM_TB) {
+        __mmask16 m[GEMM_TB / 16];
+        for (int q = 0; q < GEMM_TB / 16; q++) m[q] = n - t > 16 * q ? lanes(n - t - 16 * q) : 0;
+        const float *xb = Xt + (t / GEMM_TB) * K * ldt;
         int64_t r = 0;
         for (; r + GEMM_NR <= p; r += GEMM_NR) {
-            __m512 a[GEMM_NR][2];
+            __m512 a[GEMM_NR][GEMM_TB / 16];
 #pragma GCC unroll 14
-            for (int j = 0; j < GEMM_NR; j++) a[j][0] = a[j][1] = _mm512_setzero_ps();
-            const float *w = W + r * ldw, *x = Xt + (t / 32) * K * ldt;
+            for (int j = 0; j < GEMM_NR; j++)
+#pragma GCC unroll 4
+                for (int q = 0; q < GEMM_TB / 16; q++) a[j][q] = _mm512_setzero_ps();
+            const float *w = W + r * ldw, *x = xb;
             for (int64_t k = 0; k < K; k++, x += ldt) {
-                const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+                __m512 xv[GEMM_TB / 16];
+#pragma GCC unroll 4
+                for (int q = 0; q < GEMM_TB / 16; q++) xv[q] = _mm512_loadu_ps(x + 16 * q);
 #pragma GCC unroll 14
                 for (int j = 0; j < GEMM_NR; j++) {
-                    const __m512 b = _mm512_set1_ps(w[j * ldw + k]);
-                    a[j][0] = _mm512_fmadd_ps(x0, b, a[j][0]);
-                    a[j][1] = _mm512_fmadd_ps(x1, b, a[j][1]);
+                    const __m512 bb = _mm512_set1_ps(w[j * ldw + k]);
+#pragma GCC unroll 4
+                    for (int q = 0; q < GEMM_TB / 16; q++) a[j][q] = _mm512_fmadd_ps(xv[q], bb, a[j][q]);
                 }
             }
 #pragma GCC unroll 14
-            for (int j = 0; j < GEMM_NR; j++) {
-                float *yc = Y + t * ldy + r + j;
-                _mm512_mask_i32scatter_ps(yc, m0, col, a[j][0], 4);
-                if (m1) _mm512_mask_i32scatter_ps(yc + 16 * ldy, m1, col, a[j][1], 4);
-            }
+            for (int j = 0; j < GEMM_NR; j++)
+#pragma GCC unroll 4
+                for (int q = 0; q < GEMM_TB / 16; q++)
+                    if (m[q]) _mm512_mask_i32scatter_ps(Y + (t + 16 * q) * ldy + r + j, m[q], col, a[j][q], 4);
         }
         for (; r < p; r++) {
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-            const float *w = W + r * ldw, *x = Xt + (t / 32) * K * ldt;
+            __m512 a[GEMM_TB / 16];
+            for (int q = 0; q < GEMM_TB / 16; q++) a[q] = _mm512_setzero_ps();
+            const float *w = W + r * ldw, *x = xb;
             for (int64_t k = 0; k < K; k++, x += ldt) {
-                const __m512 b = _mm512_set1_ps(w[k]);
-                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x), b, a0);
-                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + 16), b, a1);
+                const __m512 bb = _mm512_set1_ps(w[k]);
+#pragma GCC unroll 4
+                for (int q = 0; q < GEMM_TB / 16; q++) a[q] = _mm512_fmadd_ps(_mm512_loadu_ps(x + 16 * q), bb, a[q]);
             }
-            _mm512_mask_i32scatter_ps(Y + t * ldy + r, m0, col, a0, 4);
-            if (m1) _mm512_mask_i32scatter_ps(Y + (t + 16) * ldy + r, m1, col, a1, 4);
+            for (int q = 0; q < GEMM_TB / 16; q++)
+                if (m[q]) _mm512_mask_i32scatter_ps(Y + (t + 16 * q) * ldy + r, m[q], col, a[q], 4);
         }
     }
 }

@@ -114,6 +114,12 @@ void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const f
  * of 32 tokens: token 32 b + j, column k at Xt[b K 32 + 32 k + j] (ldt = 32; the padding
  * past n zero), and W (p rows of stride ldw) F32
  * (k_avx512.c; k_matmul_panels uses it in place of sgemm on AVX-512) */
+#ifndef K_GEMM_ROWS
+#define K_GEMM_ROWS 14   /* the kernel's register tile: weight rows ... */
+#endif
+#ifndef K_GEMM_TOKENS
+#define K_GEMM_TOKENS 32 /* ... x tokens (a multiple of 16): the block of Xt */
+#endif
 void k_gemm_avx512(const float *Xt, int64_t ldt, int64_t n, const float *W, int64_t ldw, int64_t p, int64_t K, float *Y,
                    int64_t ldy);
 
