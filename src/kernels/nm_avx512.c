@@ -92,6 +92,12 @@ static inline nm24_consts nm24_init(void) {
     c.hi = _mm512_setr_epi32(0, 0, 0, 1, 0, 2, 2, 0, 0, 3, 3, 0, 3, 0, 0, 0);
     return c;
 }
+static inline __m512 nm24_xv(const nm24_consts *c, uint32_t m, __m512 x0, __m512 x1) {
+    const __m512i sel = _mm512_ternarylogic_epi32(_mm512_srlv_epi32(_mm512_set1_epi32((int)m), c->sh),
+                                                  _mm512_set1_epi32(15), c->odd, 0xEA);
+    const __m512i idx = _mm512_add_epi32(_mm512_permutex2var_epi32(c->lo, sel, c->hi), c->base);
+    return _mm512_permutex2var_ps(x0, idx, x1);
+}
 static inline __m512 nm24_x(const nm24_consts *c, uint32_t m, const float *x) {
     const __m512i sel = _mm512_ternarylogic_epi32(_mm512_srlv_epi32(_mm512_set1_epi32((int)m), c->sh),
                                                   _mm512_set1_epi32(15), c->odd, 0xEA); /* (a & b) | c */
@@ -104,23 +110,35 @@ static inline uint32_t mask32(const uint8_t *mk, int64_t s) {
     return m;
 }
 
+/* Two rows at a time (two weight streams in flight per thread, each x load shared), then a
+ * last row alone. */
 #define NM_ROWS_24(NAME, GEN, LOAD, ES)                                                           \
     static void NAME(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y) {       \
         if (w->n != 2 || w->m != 4 || w->cols % 32) { GEN(w, r0, r1, x, y); return; }            \
         const nm24_consts c = nm24_init();                                                        \
         const int64_t ns = w->cols / 32;                                                          \
-        for (int64_t r = r0; r < r1; r++) {                                                       \
+        int64_t r = r0;                                                                           \
+        for (; r + 2 <= r1; r += 2) {                                                             \
+            const uint8_t *mk = w->mask + (size_t)r * w->mstride, *mk2 = mk + w->mstride;         \
+            const uint8_t *v = w->vals + (size_t)r * w->vstride, *v2 = v + w->vstride;            \
+            __m512 a0 = _mm512_setzero_ps(), b0 = a0;                                             \
+            for (int64_t s = 0; s < ns; s++) {                                                    \
+                _mm_prefetch((const char *)v + K_PF + ES * 16 * s, _MM_HINT_T0);                 \
+                _mm_prefetch((const char *)v2 + K_PF + ES * 16 * s, _MM_HINT_T0);                \
+                const __m512 x0 = _mm512_loadu_ps(x + 32 * s), x1 = _mm512_loadu_ps(x + 32 * s + 16); \
+                a0 = _mm512_fmadd_ps(LOAD(v, 16 * (size_t)s), nm24_xv(&c, mask32(mk, s), x0, x1), a0); \
+                b0 = _mm512_fmadd_ps(LOAD(v2, 16 * (size_t)s), nm24_xv(&c, mask32(mk2, s), x0, x1), b0); \
+            }                                                                                     \
+            y[r] = _mm512_reduce_add_ps(a0);                                                      \
+            y[r + 1] = _mm512_reduce_add_ps(b0);                                                  \
+        }                                                                                         \
+        for (; r < r1; r++) {                                                                     \
             const uint8_t *mk = w->mask + (size_t)r * w->mstride;                                 \
             const uint8_t *v = w->vals + (size_t)r * w->vstride;                                  \
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0;                                             \
-            int64_t s = 0;                                                                        \
-            for (; s + 2 <= ns; s += 2) {                                                         \
-                _mm_prefetch((const char *)v + K_PF + ES * 16 * s, _MM_HINT_T0);                 \
+            __m512 a0 = _mm512_setzero_ps();                                                      \
+            for (int64_t s = 0; s < ns; s++)                                                      \
                 a0 = _mm512_fmadd_ps(LOAD(v, 16 * (size_t)s), nm24_x(&c, mask32(mk, s), x + 32 * s), a0); \
-                a1 = _mm512_fmadd_ps(LOAD(v, 16 * (size_t)s + 16), nm24_x(&c, mask32(mk, s + 1), x + 32 * s + 32), a1); \
-            }                                                                                     \
-            if (s < ns) a0 = _mm512_fmadd_ps(LOAD(v, 16 * (size_t)s), nm24_x(&c, mask32(mk, s), x + 32 * s), a0); \
-            y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));                                   \
+            y[r] = _mm512_reduce_add_ps(a0);                                                      \
         }                                                                                         \
     }
 NM_ROWS_24(rows_f32, gen_f32, ld_f32, 4)
@@ -167,29 +185,39 @@ static void gen_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, flo
     }
 }
 
-/* 2:4 with 8-bit values: one step is one scale block */
+/* 2:4 with 8-bit values: one step is one scale block; two rows at a time as above */
 static void rows_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y) {
     if (w->n != 2 || w->m != 4) { gen_q8(w, r0, r1, x, y); return; }
     const nm24_consts c = nm24_init();
     const int64_t ns = w->cols / 32;
-    for (int64_t r = r0; r < r1; r++) {
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2) {
+        const uint8_t *mk = w->mask + (size_t)r * w->mstride, *mk2 = mk + w->mstride;
+        const uint8_t *v = w->vals + (size_t)r * w->vstride, *v2 = v + w->vstride;
+        const uint16_t *sc = w->scale + (size_t)r * (size_t)ns, *sc2 = sc + ns;
+        __m512 a0 = _mm512_setzero_ps(), b0 = a0;
+        for (int64_t s = 0; s < ns; s++) {
+            _mm_prefetch((const char *)v + K_PF + 16 * s, _MM_HINT_T0);
+            _mm_prefetch((const char *)v2 + K_PF + 16 * s, _MM_HINT_T0);
+            const __m512 x0 = _mm512_loadu_ps(x + 32 * s), x1 = _mm512_loadu_ps(x + 32 * s + 16);
+            const __m512 p0 = _mm512_mul_ps(ld_i8(v, 16 * (size_t)s), nm24_xv(&c, mask32(mk, s), x0, x1));
+            const __m512 p1 = _mm512_mul_ps(ld_i8(v2, 16 * (size_t)s), nm24_xv(&c, mask32(mk2, s), x0, x1));
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(sc[s])), p0, a0);
+            b0 = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(sc2[s])), p1, b0);
+        }
+        y[r] = _mm512_reduce_add_ps(a0);
+        y[r + 1] = _mm512_reduce_add_ps(b0);
+    }
+    for (; r < r1; r++) {
         const uint8_t *mk = w->mask + (size_t)r * w->mstride;
         const uint8_t *v = w->vals + (size_t)r * w->vstride;
         const uint16_t *sc = w->scale + (size_t)r * (size_t)ns;
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-        int64_t s = 0;
-        for (; s + 2 <= ns; s += 2) {
-            _mm_prefetch((const char *)v + K_PF + 16 * s, _MM_HINT_T0);
-            const __m512 p0 = _mm512_mul_ps(ld_i8(v, 16 * (size_t)s), nm24_x(&c, mask32(mk, s), x + 32 * s));
-            const __m512 p1 = _mm512_mul_ps(ld_i8(v, 16 * (size_t)s + 16), nm24_x(&c, mask32(mk, s + 1), x + 32 * s + 32));
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(sc[s])), p0, a0);
-            a1 = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(sc[s + 1])), p1, a1);
-        }
-        if (s < ns) {
+        __m512 a0 = _mm512_setzero_ps();
+        for (int64_t s = 0; s < ns; s++) {
             const __m512 p0 = _mm512_mul_ps(ld_i8(v, 16 * (size_t)s), nm24_x(&c, mask32(mk, s), x + 32 * s));
             a0 = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(sc[s])), p0, a0);
         }
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        y[r] = _mm512_reduce_add_ps(a0);
     }
 }
 
