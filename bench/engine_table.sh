@@ -8,7 +8,8 @@
 #        run with the best roofline ratio is kept, the median beside it), GEN (default 32),
 #        TYPES (default "f32 f16 bf16 q8_0 q4_0"), WRITE=1 replaces the table in
 #        docs/PERFORMANCE.md between its engine-table markers.
-# The models (about 12 GB for the default shape) are written to WORKDIR once and reused.
+# The models (about 16 GB for the default shape) are written to WORKDIR once and reused, and
+# so are the measurements (WORKDIR/*.json): delete a row's files to measure it again.
 set -e
 B=${1:-build}
 W=${2:-/tmp/pare-engine}
@@ -25,12 +26,13 @@ synth() { # NAME TYPE [NM]
 ROWS=""
 run() { # LABEL MODEL THREADS [bench options...]
     label=$1; model=$2; threads=$3; shift 3
+    ROWS="$ROWS $label"
+    [ -f "$W/$label.$((RUNS - 1)).json" ] && return 0 # measured before: delete to measure again
     i=0
     while [ $i -lt "$RUNS" ]; do
         "$B/pare" bench "$W/$model.gguf" --prompt 128 --gen "$GEN" --reps 2 --threads "$threads" --json "$@" > "$W/$label.$i.json"
         i=$((i + 1))
     done
-    ROWS="$ROWS $label"
     echo "done: $label" >&2
 }
 for t in $TYPES; do synth "$t" "$t"; run "$t" "$t" 2; done
@@ -61,6 +63,45 @@ j = res[rows[0]][0]
 print()
 print("Machine (measured in the same runs): triad %.1f GB/s, read %.1f GB/s, FMA peak %.0f GFLOP/s, %s kernels, %d threads." % (
     j["bandwidth_gbs"], j["read_gbs"], j["fma_peak_gflops"], j["isa"], j["threads"]))
+PY
+# Ratios in one run: the two sides of each comparison alternate (A B A B ...), and the
+# ratio of each adjacent pair is taken, so that the VM's drift over minutes cancels.
+PAIRS=${PAIRS:-4}
+pair() { # NAME A-MODEL A-THREADS A-OPTS B-MODEL B-THREADS B-OPTS
+    name=$1; i=0
+    PNAMES="$PNAMES $name"
+    [ -f "$W/pair-$name.b$((PAIRS - 1)).json" ] && return 0
+    while [ $i -lt "$PAIRS" ]; do
+        "$B/pare" bench "$W/$2.gguf" --prompt 128 --gen "$GEN" --reps 1 --threads "$3" --no-probe --json $4 > "$W/pair-$name.a$i.json"
+        "$B/pare" bench "$W/$5.gguf" --prompt 128 --gen "$GEN" --reps 1 --threads "$6" --no-probe --json $7 > "$W/pair-$name.b$i.json"
+        i=$((i + 1))
+    done
+    echo "done: pair $name" >&2
+}
+PNAMES=""
+pair f16-24 f16 2 "" f16-2of4 2 ""
+pair 24-q8 f16-2of4 2 "" f16-2of4 2 "--sparse q8"
+pair f16-48 f16 2 "" f16-4of8 2 ""
+pair q8-24 q8_0 2 "" q8_0-2of4 2 ""
+pair threads f16 1 "" f16 2 ""
+python3 - "$W" "$PAIRS" $PNAMES >> "$W/table.md" <<'PY'
+import json, sys, statistics
+w, n, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+what = {"f16-24": "2:4 F16 / dense F16", "24-q8": "2:4 8-bit values / 2:4 F16", "f16-48": "4:8 F16 / dense F16",
+        "q8-24": "2:4 Q8_0 / dense Q8_0", "threads": "F16, 2 threads / 1 thread"}
+print()
+print("Ratios measured in one run (%d alternating pairs, 128-token prompt, %s generated tokens; median, range):" % (n, "32"))
+print()
+print("| comparison | decode ratio | prefill ratio | linear-layer bytes ratio |")
+print("|---|---|---|---|")
+for m in names:
+    a = [json.load(open(f"{w}/pair-{m}.a{i}.json")) for i in range(n)]
+    b = [json.load(open(f"{w}/pair-{m}.b{i}.json")) for i in range(n)]
+    tg = [y["tg_tps"] / x["tg_tps"] for x, y in zip(a, b)]
+    pp = [y["pp_tps"] / x["pp_tps"] for x, y in zip(a, b)]
+    lb = b[0]["linear_mb"] / a[0]["linear_mb"]
+    print("| %s | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) | %.3f |" % (what.get(m, m), statistics.median(tg), min(tg), max(tg),
+          statistics.median(pp), min(pp), max(pp), lb))
 PY
 cat "$W/table.md"
 if [ "${WRITE:-0}" = 1 ]; then

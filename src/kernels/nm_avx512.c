@@ -185,16 +185,27 @@ static void gen_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, flo
     }
 }
 
+/* A row's f16 scales as floats (16 per conversion), so that each step broadcasts its scale
+ * from memory instead of converting it on port 5. ns <= NM_MAXS. */
+#define NM_MAXS 1024
+static inline void scales_f32(const uint16_t *sc, int64_t ns, float *d) {
+    int64_t s = 0;
+    for (; s + 16 <= ns; s += 16) _mm512_storeu_ps(d + s, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + s))));
+    for (; s < ns; s++) d[s] = _cvtsh_ss(sc[s]);
+}
+
 /* 2:4 with 8-bit values: one step is one scale block; two rows at a time as above */
 static void rows_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y) {
-    if (w->n != 2 || w->m != 4) { gen_q8(w, r0, r1, x, y); return; }
-    const nm24_consts c = nm24_init();
     const int64_t ns = w->cols / 32;
+    if (w->n != 2 || w->m != 4 || ns > NM_MAXS) { gen_q8(w, r0, r1, x, y); return; }
+    const nm24_consts c = nm24_init();
+    float d[NM_MAXS], d2[NM_MAXS];
     int64_t r = r0;
     for (; r + 2 <= r1; r += 2) {
         const uint8_t *mk = w->mask + (size_t)r * w->mstride, *mk2 = mk + w->mstride;
         const uint8_t *v = w->vals + (size_t)r * w->vstride, *v2 = v + w->vstride;
-        const uint16_t *sc = w->scale + (size_t)r * (size_t)ns, *sc2 = sc + ns;
+        scales_f32(w->scale + (size_t)r * (size_t)ns, ns, d);
+        scales_f32(w->scale + (size_t)(r + 1) * (size_t)ns, ns, d2);
         __m512 a0 = _mm512_setzero_ps(), b0 = a0;
         for (int64_t s = 0; s < ns; s++) {
             _mm_prefetch((const char *)v + K_PF + 16 * s, _MM_HINT_T0);
@@ -202,8 +213,8 @@ static void rows_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, fl
             const __m512 x0 = _mm512_loadu_ps(x + 32 * s), x1 = _mm512_loadu_ps(x + 32 * s + 16);
             const __m512 p0 = _mm512_mul_ps(ld_i8(v, 16 * (size_t)s), nm24_xv(&c, mask32(mk, s), x0, x1));
             const __m512 p1 = _mm512_mul_ps(ld_i8(v2, 16 * (size_t)s), nm24_xv(&c, mask32(mk2, s), x0, x1));
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(sc[s])), p0, a0);
-            b0 = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(sc2[s])), p1, b0);
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(d[s]), p0, a0);
+            b0 = _mm512_fmadd_ps(_mm512_set1_ps(d2[s]), p1, b0);
         }
         y[r] = _mm512_reduce_add_ps(a0);
         y[r + 1] = _mm512_reduce_add_ps(b0);
@@ -211,11 +222,11 @@ static void rows_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, fl
     for (; r < r1; r++) {
         const uint8_t *mk = w->mask + (size_t)r * w->mstride;
         const uint8_t *v = w->vals + (size_t)r * w->vstride;
-        const uint16_t *sc = w->scale + (size_t)r * (size_t)ns;
+        scales_f32(w->scale + (size_t)r * (size_t)ns, ns, d);
         __m512 a0 = _mm512_setzero_ps();
         for (int64_t s = 0; s < ns; s++) {
             const __m512 p0 = _mm512_mul_ps(ld_i8(v, 16 * (size_t)s), nm24_x(&c, mask32(mk, s), x + 32 * s));
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(sc[s])), p0, a0);
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(d[s]), p0, a0);
         }
         y[r] = _mm512_reduce_add_ps(a0);
     }
