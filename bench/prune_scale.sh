@@ -20,7 +20,7 @@ echo "| shape | method | calibration | wall time | peak RSS | model file |"
 echo "|---|---|---|---|---|---|"
 for s in $SHAPES; do
     [ -f "$W/$s.gguf" ] || "$B/pare" synth --shape "$s" --type f16 --seed 1 -o "$W/$s.gguf" >&2
-    size=$(du -m "$W/$s.gguf" | cut -f1)
+    size=$(du -mL "$W/$s.gguf" | cut -f1)
     for m in $METHODS; do
         /usr/bin/time -f "%e %M" -o "$W/time.txt" "$B/pare" prune "$W/$s.gguf" -o "$W/$s-$m.gguf" --method "$m" --nm 2:4 \
             --calib "$D/bench/brown-valid.txt" --nsamples "$NS" --seqlen "$SL" --threads 2 --json > "$W/$s-$m.json"

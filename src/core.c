@@ -253,6 +253,13 @@ pare_status pare_map_file(const char *path, pare_map *out) {
     input_ref(path, &st, +1);
     return PARE_OK;
 }
+void pare_release_pages(const void *p, size_t n) {
+    if (!p || !n) return;
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 void pare_unmap(pare_map *m) {
     if (m->addr) {
         munmap(m->addr, m->size);

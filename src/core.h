@@ -74,6 +74,10 @@ bool pare_mul_ok(size_t a, size_t b, size_t *out); /* false on overflow */
 typedef struct pare_map { void *addr; size_t size; uint64_t dev, ino; } pare_map;
 pare_status pare_map_file(const char *path, pare_map *out);
 void pare_unmap(pare_map *m);
+/* Drop the resident pages wholly inside [p, p + n) of a read-only file mapping (a later read
+ * faults them in again from the file): what keeps RSS bounded while a large model streams
+ * through. Never for malloc'ed memory (its pages would read back as zeros). */
+void pare_release_pages(const void *p, size_t n);
 /* Read a whole (small) file into a NUL-terminated malloc'ed buffer. */
 pare_status pare_read_file(const char *path, char **buf, size_t *len);
 

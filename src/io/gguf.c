@@ -294,7 +294,7 @@ typedef struct wkv {
     char **strs;
     void *arr;           /* numeric array copy */
 } wkv;
-typedef struct wt { char *name; int type, n_dims; int64_t ne[4]; const void *data; size_t nbytes; } wt;
+typedef struct wt { char *name; int type, n_dims; int64_t ne[4]; const void *data; size_t nbytes; int mapped; } wt;
 struct gguf_writer { wkv *kv; size_t n_kv, cap_kv; wt *t; size_t n_t, cap_t; int oom; };
 
 gguf_writer *gguf_writer_new(void) { return pare_calloc(1, sizeof(gguf_writer)); }
@@ -364,6 +364,12 @@ void gguf_w_arr_f32(gguf_writer *w, const char *key, const float *v, uint64_t n)
 void gguf_w_arr_i32(gguf_writer *w, const char *key, const int32_t *v, uint64_t n) { w_arr(w, key, GGUF_I32, v, n, 4); }
 void gguf_w_arr_u32(gguf_writer *w, const char *key, const uint32_t *v, uint64_t n) { w_arr(w, key, GGUF_U32, v, n, 4); }
 
+void gguf_w_tensor_mapped(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne, const void *data,
+                          size_t nbytes) {
+    gguf_w_tensor(w, name, type, n_dims, ne, data, nbytes);
+    if (w->n_t && w->t[w->n_t - 1].data == data) w->t[w->n_t - 1].mapped = 1;
+}
+
 void gguf_w_tensor(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne, const void *data, size_t nbytes) {
     if (w->n_t == w->cap_t) {
         size_t nc = w->cap_t ? w->cap_t * 2 : 64;
@@ -419,6 +425,7 @@ pare_status gguf_writer_save(gguf_writer *w, const char *path) {
     for (size_t i = 0; i < w->n_t; i++) {
         pare_out_write(&o, w->t[i].data, w->t[i].nbytes);
         pare_out_write(&o, zeros, (align - w->t[i].nbytes % align) % align);
+        if (w->t[i].mapped) pare_release_pages(w->t[i].data, w->t[i].nbytes); /* RSS stays one tensor */
     }
     return pare_out_commit(&o);
 }

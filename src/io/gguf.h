@@ -78,6 +78,9 @@ void gguf_w_arr_u32(gguf_writer *w, const char *key, const uint32_t *vals, uint6
 /* The data is referenced, not copied: it must live until gguf_writer_save returns. */
 void gguf_w_tensor(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne,
                    const void *data, size_t nbytes);
+/* The same for data in a read-only file mapping: its pages are released once written. */
+void gguf_w_tensor_mapped(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne,
+                          const void *data, size_t nbytes);
 /* GGUF v3, alignment 32, temp file + rename. */
 pare_status gguf_writer_save(gguf_writer *w, const char *path);
 

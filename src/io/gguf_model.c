@@ -483,7 +483,8 @@ pare_status model_save_gguf(const pare_model *m, const char *path) {
     for (int i = 0; i < tl.n; i++) {
         const pare_tensor *t = tl.t[i];
         if ((st = check_tensor(t, path))) goto done;
-        gguf_w_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes);
+        if (t->owned) gguf_w_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes);
+        else gguf_w_tensor_mapped(w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes);
     }
     st = gguf_writer_save(w, path);
 done:

@@ -25,6 +25,7 @@ void pare_model_free(pare_model *m) {
         }
     free(m->layers);
     if (m->vocab) vocab_free(m->vocab);
+    model_spill_free(m->spill);
     for (int i = 0; i < m->n_maps && i < (int)(sizeof m->maps / sizeof *m->maps); i++) pare_unmap(&m->maps[i]);
     if (m->owner && m->owner_free) m->owner_free(m->owner);
     free(m->path);
@@ -87,6 +88,7 @@ pare_status pare_model_load(const char *path, const char *tokenizer_path, pare_m
             return st;
         }
         if (m->vocab) vocab_free(m->vocab);
+    model_spill_free(m->spill);
         m->vocab = v;
     }
     *out = m;

@@ -2,6 +2,10 @@
 #include "model.h"
 
 #include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,4 +125,61 @@ void qk_permute_from_gguf(void *dst, const void *src, int n_head, int hd, size_t
         for (int i = 0; i < hd / 2; i++)
             for (int j = 0; j < 2; j++)
                 memcpy(d + ((size_t)h * hd + j * (hd / 2) + i) * row_bytes, s + ((size_t)h * hd + 2 * i + j) * row_bytes, row_bytes);
+}
+
+/* ---- spill file ------------------------------------------------------------------------ */
+struct pare_spill { int fd; off_t end; int n, cap; void **addr; size_t *len; };
+
+void model_spill_free(struct pare_spill *sp) {
+    if (!sp) return;
+    for (int i = 0; i < sp->n; i++) munmap(sp->addr[i], sp->len[i]);
+    if (sp->fd >= 0) close(sp->fd);
+    free(sp->addr); free(sp->len); free(sp);
+}
+
+static void *owned_copy(const void *data, size_t nbytes) {
+    void *d = pare_malloc(nbytes ? nbytes : 1);
+    if (d) memcpy(d, data, nbytes);
+    return d;
+}
+
+pare_status model_spill_tensor(pare_model *m, pare_tensor *t, const void *data, size_t nbytes) {
+    void *nd = NULL;
+    int owned = 1;
+    if (!m->spill && (m->spill = calloc(1, sizeof *m->spill))) {
+        FILE *f = tmpfile(); /* unlinked: gone with the process */
+        m->spill->fd = f ? dup(fileno(f)) : -1;
+        if (f) fclose(f);
+    }
+    struct pare_spill *sp = m->spill;
+    if (sp && sp->fd >= 0 && nbytes) {
+        const off_t pg = (off_t)sysconf(_SC_PAGESIZE), off = (sp->end + pg - 1) / pg * pg;
+        size_t done = 0;
+        while (done < nbytes) {
+            const ssize_t w = pwrite(sp->fd, (const uint8_t *)data + done, nbytes - done, off + (off_t)done);
+            if (w <= 0) break;
+            done += (size_t)w;
+        }
+        if (done == nbytes && sp->n == sp->cap) { /* room for one more mapping */
+            const int cap = sp->cap ? 2 * sp->cap : 64;
+            void **na = realloc(sp->addr, (size_t)cap * sizeof *na);
+            if (na) sp->addr = na;
+            size_t *nl = na ? realloc(sp->len, (size_t)cap * sizeof *nl) : NULL;
+            if (nl) { sp->len = nl; sp->cap = cap; }
+        }
+        if (done == nbytes && sp->n < sp->cap) {
+            void *a = mmap(NULL, nbytes, PROT_READ, MAP_SHARED, sp->fd, off);
+            if (a != MAP_FAILED) {
+                sp->addr[sp->n] = a; sp->len[sp->n] = nbytes; sp->n++;
+                sp->end = off + (off_t)nbytes;
+                nd = a;
+                owned = 0;
+            }
+        }
+    }
+    if (!nd && !(nd = owned_copy(data, nbytes))) return PARE_ERR_NOMEM;
+    if (t->owned) free(t->data);
+    else pare_release_pages(t->data, t->nbytes);
+    t->data = nd; t->nbytes = nbytes; t->owned = owned;
+    return PARE_OK;
 }

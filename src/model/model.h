@@ -43,6 +43,7 @@ struct pare_model {
     /* storage */
     int n_maps;
     pare_map maps[64];
+    struct pare_spill *spill;      /* model_spill_tensor's temporary file, or NULL */
     void *owner;                   /* format-specific state kept alive (e.g. pare_gguf) */
     void (*owner_free)(void *);
 };
@@ -53,6 +54,14 @@ pare_model *model_new(int n_layer, int n_tensors);
 pare_tensor *model_add_tensor(pare_model *m, const char *name, int type, int n_dims,
                               const int64_t *ne, void *data, size_t nbytes, int owned);
 pare_tensor *model_find_tensor(const pare_model *m, const char *name);
+/* Give a tensor new bytes without keeping them in memory: data (nbytes) is written to the
+ * model's spill file (a temporary file, gone when the model is freed) and t points at a
+ * read-only mapping of it, so its pages can be released (pare_release_pages) and fault back
+ * from the file. t's old data is freed (owned) or its pages released (mapped). Where no
+ * spill file can be made, t gets an owned copy. This is how pruning a model larger than
+ * memory keeps RSS to about one block. */
+pare_status model_spill_tensor(pare_model *m, pare_tensor *t, const void *data, size_t nbytes);
+void model_spill_free(struct pare_spill *sp);
 /* After tensors and hyper-parameters are set: point layer fields at tensors by GGUF name and
  * check every shape against the hyper-parameters (errors name path, tensor, shape). */
 pare_status model_bind(pare_model *m);

@@ -4,16 +4,11 @@
 
 #include "kernels/nm.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
 
 /* The dense bytes of a mapped tensor are file pages: give them back (a later read faults
  * them in again from the file). Owned (malloc'ed) data stays: it may be the only copy. */
 static void release_pages(const pare_tensor *t) {
-    if (t->owned || !t->data || !t->nbytes) return;
-    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = ((uintptr_t)t->data + pg - 1) & ~(pg - 1), b = ((uintptr_t)t->data + t->nbytes) & ~(pg - 1);
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+    if (!t->owned) pare_release_pages(t->data, t->nbytes);
 }
 
 static int value_type(int src, int want) {

@@ -29,15 +29,16 @@ static float *to_f32(const pare_tensor *t) {
     return w;
 }
 
-/* Replace t's data by W converted to t's type (an owned buffer). */
-static pare_status store(pare_tensor *t, const float *W) {
+/* Replace t's data by W converted to t's type, kept in the model's spill file (not in
+ * memory: a pruned model as large as the original never has to fit in RAM). */
+static pare_status store(pare_model *m, pare_tensor *t, const float *W) {
     size_t rb = pare_row_bytes(t->type, t->ne[0]), nb = rb * (size_t)t->ne[1];
     void *d = pare_malloc(nb);
     if (!d) return PARE_ERR_NOMEM;
     for (int64_t r = 0; r < t->ne[1]; r++) k_quant_row(t->type, W + r * t->ne[0], (char *)d + r * rb, t->ne[0]);
-    if (t->owned) free(t->data);
-    t->data = d; t->nbytes = nb; t->owned = 1;
-    return PARE_OK;
+    pare_status st = model_spill_tensor(m, t, d, nb);
+    free(d);
+    return st;
 }
 
 /* Reorder the FFN channels by perm: rows of gate/up and columns of down. The block computes
@@ -156,12 +157,16 @@ pare_status prune_model(pare_model *m, const calib_data *cd, const prune_opts *o
                 ti->numel = rows[k] * cols[k];
                 for (int64_t i = 0; i < ti->numel; i++) ti->zeros += W[k][i] == 0;
                 rep->numel += ti->numel; rep->zeros += ti->zeros;
-                st = store(t, W[k]);
+                st = store(m, t, W[k]);
             }
             free(W[k]);
         }
         for (int p = 0; p < FWD_N_POINTS; p++) calib_stats_free(&stats[p]);
         if (!st && r) st = runner_advance(r);
+        for (int k = 0; k < N_MATS && !st; k++) { /* block l is done until the output is written */
+            const pare_tensor *t = *layer_mat(L, k);
+            if (!t->owned) pare_release_pages(t->data, t->nbytes);
+        }
         progress_update(&pb, l + 1);
     }
     progress_end(&pb);
