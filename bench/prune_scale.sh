@@ -16,7 +16,7 @@ METHODS=${METHODS:-"wanda esparse"}
 NS=${NSAMPLES:-16}
 SL=${SEQLEN:-256}
 mkdir -p "$W"
-echo "| shape | method | calibration | wall time | peak RSS | model file |"
+echo "| shape | method | calibration | wall time | peak RSS | input model (F16) |"
 echo "|---|---|---|---|---|---|"
 for s in $SHAPES; do
     [ -f "$W/$s.gguf" ] || "$B/pare" synth --shape "$s" --type f16 --seed 1 -o "$W/$s.gguf" >&2
