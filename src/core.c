@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -293,6 +294,52 @@ pare_status pare_read_file(const char *path, char **buf, size_t *len) {
     return PARE_OK;
 }
 
+/* Temporary outputs being written, removed by a handler of SIGINT, SIGTERM and SIGHUP, so
+ * that an interrupted run leaves nothing behind (the handler then dies of the signal as it
+ * would have). Fixed slots: the handler may only read them and call unlink. */
+enum { OUT_SLOTS = 16, OUT_PATH = 4096 };
+static char g_out_tmp[OUT_SLOTS][OUT_PATH];
+static volatile sig_atomic_t g_out_used[OUT_SLOTS];
+static pthread_mutex_t g_out_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t g_out_once = PTHREAD_ONCE_INIT;
+
+static void out_on_signal(int sig) {
+    for (int i = 0; i < OUT_SLOTS; i++)
+        if (g_out_used[i]) unlink(g_out_tmp[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void out_install(void) {
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        struct sigaction sa, old;
+        if (sigaction(sigs[i], NULL, &old) || old.sa_handler != SIG_DFL) continue; /* the caller's own */
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = out_on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+static int out_track(const char *tmp) {
+    pthread_once(&g_out_once, out_install);
+    if (strlen(tmp) >= OUT_PATH) return -1;
+    pthread_mutex_lock(&g_out_mu);
+    int slot = -1;
+    for (int i = 0; i < OUT_SLOTS && slot < 0; i++)
+        if (!g_out_used[i]) { slot = i; memcpy(g_out_tmp[i], tmp, strlen(tmp) + 1); g_out_used[i] = 1; }
+    pthread_mutex_unlock(&g_out_mu);
+    return slot;
+}
+
+static void out_untrack(const char *tmp) {
+    pthread_mutex_lock(&g_out_mu);
+    for (int i = 0; i < OUT_SLOTS; i++)
+        if (g_out_used[i] && !strcmp(g_out_tmp[i], tmp)) g_out_used[i] = 0;
+    pthread_mutex_unlock(&g_out_mu);
+}
+
 pare_status pare_out_open(pare_out *o, const char *path) {
     memset(o, 0, sizeof *o);
     if (pare_is_input(path)) return pare_fail(PARE_ERR_ARG, "%s: is an input of this run; refusing to overwrite it", path);
@@ -306,6 +353,7 @@ pare_status pare_out_open(pare_out *o, const char *path) {
         free(o->tmp); free(o->path); o->tmp = o->path = NULL;
         return st;
     }
+    out_track(o->tmp);
     return PARE_OK;
 }
 pare_status pare_out_write(pare_out *o, const void *p, size_t n) {
@@ -330,12 +378,13 @@ pare_status pare_out_commit(pare_out *o) {
         st = pare_fail(PARE_ERR_IO, "%s: cannot rename into place: %s", o->path, strerror(errno));
         unlink(o->tmp);
     }
+    out_untrack(o->tmp);
     free(o->tmp); free(o->path); o->tmp = o->path = NULL;
     return st;
 }
 void pare_out_abort(pare_out *o) {
     if (o->fp) fclose(o->fp);
-    if (o->tmp) unlink(o->tmp);
+    if (o->tmp) { unlink(o->tmp); out_untrack(o->tmp); }
     free(o->tmp); free(o->path);
     memset(o, 0, sizeof *o);
 }

@@ -82,5 +82,20 @@ if [ -z "$p1" ] || ! awk -v a="$p1" -v b="$p0" 'BEGIN { d = a - b; if (d < 0) d 
     echo "FAIL compressed ppl $p1 vs dense ppl $p0"; fail=$((fail+1))
 else echo "ok   2:4 compressed ppl $p1 = dense ppl $p0 (to 1e-5)"; fi
 
+# interrupted while writing: the temporary output is removed (SIGTERM as the signal)
+"$P" synth --shape stories110m --type f32 -o "$T/big.gguf" >/dev/null 2>&1 &
+pid=$!; seen=0; i=0
+while [ $i -lt 1500 ] && kill -0 $pid 2>/dev/null; do
+    if ls "$T"/big.gguf.tmp.* >/dev/null 2>&1; then seen=1; kill -TERM $pid; break; fi
+    sleep 0.02; i=$((i+1))
+done
+wait $pid 2>/dev/null
+if [ $seen = 1 ]; then
+    n=$((n+1))
+    if ls "$T"/big.gguf* >/dev/null 2>&1; then echo "FAIL interrupted write left $(ls "$T"/big.gguf*)"; fail=$((fail+1))
+    else echo "ok   interrupted write: no temporary file, no output"; fi
+else echo "skip interrupted write: the write finished before it could be interrupted"; fi
+rm -f "$T"/big.gguf*
+
 echo "test_cli.sh: $n checks, $fail failed"
 [ $fail = 0 ]
