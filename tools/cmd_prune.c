@@ -39,7 +39,8 @@ const char *prune_HELP =
     "  --blocksize B     lazy-update block width (default 128)\n"
     "esparse ([O] choices of METHODS.md 6, each switchable):\n"
     "  --es-entropy 0|1  use the entropy term (default 1; 0 with --no-gns --no-lbs = wanda)\n"
-    "  --es-beta B       weight of the entropy (default: mean(norm)/mean(entropy) per input)\n"
+    "  --es-beta B       weight of the entropy (default: R * mean(norm)/mean(entropy) per input)\n"
+    "  --es-beta-rel R   that R (default 1)\n"
     "  --es-combine C    add (default): |W|(norm + beta H); mul: |W| norm H\n"
     "  --es-bins K       histogram bins (default 128)\n"
     "  --no-gns          no global naive shuffle\n"
@@ -116,7 +117,7 @@ int cmd_prune(int argc, char **argv) {
     const char *structured = structured_method_arg(argc, argv); /* heads and channels: */
     if (structured) return cmd_prune_structured(argc, argv, structured); /* cmd_prune_structured.c */
     static const char *const valued[] = {"-o", "--method", "--nm", "--sparsity", "--calib", "--nsamples", "--seqlen", "--seed",
-        "--calib-order", "--percdamp", "--blocksize", "--es-entropy", "--es-beta", "--es-combine", "--es-bins", "--es-lbs-block",
+        "--calib-order", "--percdamp", "--blocksize", "--es-entropy", "--es-beta", "--es-beta-rel", "--es-combine", "--es-bins", "--es-lbs-block",
         "--es-lbs-iters", "--format", "--threads", "--tokenizer", NULL};
     static const char *const booleans[] = {"--json", "--no-gns", "--no-lbs", "--es-skip-bos", NULL};
     flags f; parse(&f, argc, argv, valued);
@@ -133,6 +134,7 @@ int cmd_prune(int argc, char **argv) {
     o.blocksize = (int)opt_int(&f, "--blocksize", 128);
     o.es_entropy = (int)opt_int(&f, "--es-entropy", 1);
     o.es_beta = (float)opt_num(&f, "--es-beta", -1);
+    o.es_beta_rel = (float)opt_num(&f, "--es-beta-rel", 1);
     o.es_bins = (int)opt_int(&f, "--es-bins", 128);
     o.es_lbs_block = (int)opt_int(&f, "--es-lbs-block", 64);
     o.es_lbs_iters = (int)opt_int(&f, "--es-lbs-iters", 100);
@@ -161,6 +163,7 @@ int cmd_prune(int argc, char **argv) {
     if (strcmp(fmt, "gguf") && strcmp(fmt, "hf")) return die("--format '%s': gguf or hf", fmt);
     if (strcmp(comb, "add") && strcmp(comb, "mul")) return die("--es-combine '%s': add or mul", comb);
     o.es_combine = !strcmp(comb, "mul");
+    if (!(o.es_beta_rel >= 0)) return die("%s", "--es-beta-rel must be >= 0");
     if (o.es_bins < 2 || o.es_bins > 65536) return die("%s", "--es-bins must be between 2 and 65536");
     if (o.percdamp < 0 || o.blocksize <= 0) return die("%s", "--percdamp must be >= 0 and --blocksize > 0");
     if (!calib && o.method != PRUNE_MAGNITUDE) return die("--method %s needs --calib FILE", method);

@@ -10,7 +10,7 @@ void prune_opts_default(prune_opts *o) {
     o->sparsity = 0.5f;
     o->percdamp = 0.01f;
     o->blocksize = 128;
-    o->es_entropy = 1; o->es_beta = -1; o->es_combine = 0; o->es_bins = 128;
+    o->es_entropy = 1; o->es_beta = -1; o->es_beta_rel = 1; o->es_combine = 0; o->es_bins = 128;
     o->es_gns = 1; o->es_lbs = 1; o->es_lbs_block = 64; o->es_lbs_iters = 100; o->es_skip_bos = 0;
 }
 

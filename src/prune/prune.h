@@ -19,7 +19,8 @@ typedef struct prune_opts {
     int blocksize;           /* 128 */
     /* E-Sparse (METHODS.md 6); every [O] choice is a flag */
     int es_entropy;          /* use the entropy term (0: the metric is Wanda's) */
-    float es_beta;           /* < 0: per layer mean(nu)/mean(H) */
+    float es_beta;           /* < 0: per layer es_beta_rel * mean(nu)/mean(H) */
+    float es_beta_rel;       /* scale of that per layer beta (1) */
     int es_combine;          /* 0 add: |W|(nu + beta H); 1 mul: |W| nu H */
     int es_bins;             /* histogram bins K (128) */
     int es_gns;              /* global naive shuffle */
