@@ -10,6 +10,8 @@ static const struct { const char *name, *what; int (*fn)(int, char **); const ch
     {"info", "show a model's architecture, tensors and size", cmd_info, &info_HELP},
     {"ppl", "perplexity on a text file", cmd_ppl, &ppl_HELP},
     {"generate", "continue a prompt (greedy or sampled)", cmd_generate, &generate_HELP},
+    {"eval-mc", "zero-shot multiple choice (MMLU, lm-eval JSONL): acc, acc_norm", cmd_evalmc, &evalmc_HELP},
+    {"make-cloze", "make a story-cloze multiple-choice task from a text", cmd_makecloze, &makecloze_HELP},
     {"convert", "convert between GGUF, Hugging Face and llama2.c formats", cmd_convert, &convert_HELP},
     {"prune", "one-shot pruning: magnitude, wanda, sparsegpt, esparse (N:M or unstructured)", cmd_prune, &prune_HELP},
     {"synth", "write a deterministic random-weight model of a real shape", cmd_synth, &synth_HELP},
