@@ -185,11 +185,19 @@ bool pare_mul_ok(size_t a, size_t b, size_t *out) {
  * `pare convert m.gguf -o m.gguf`, or an HF folder written into the folder it was loaded
  * from, fails before a byte is written. */
 #define MAX_INPUTS 256
-static struct { dev_t dev, ddev; ino_t ino, dino; int refs; } g_inputs[MAX_INPUTS];
-static int g_n_inputs;
+/* With each input its path and what stat said when it was mapped: pare_inputs_unchanged
+ * compares, so that an output computed while an input was being rewritten is not committed;
+ * and its first mapping, so that a bus error (the file was truncated under the map) names it. */
+static struct {
+    dev_t dev, ddev; ino_t ino, dino; int refs;
+    off_t size; struct timespec mtime; char path[1024];
+    uintptr_t addr, end;
+} g_inputs[MAX_INPUTS];
+static volatile sig_atomic_t g_n_inputs;
 static pthread_mutex_t g_inputs_mu = PTHREAD_MUTEX_INITIALIZER;
+static void bus_install(void);
 
-static void input_ref(const char *path, const struct stat *st, int delta) {
+static void input_ref(const char *path, const struct stat *st, int delta, const void *addr, size_t len) {
     struct stat ds = {0};
     if (delta > 0) {
         char *dir = pare_strdup(path);
@@ -201,19 +209,40 @@ static void input_ref(const char *path, const struct stat *st, int delta) {
         }
         if (!dir || stat(dir, &ds) != 0) memset(&ds, 0, sizeof ds);
         free(dir);
+        bus_install();
     }
     pthread_mutex_lock(&g_inputs_mu);
     int i = 0;
     while (i < g_n_inputs && !(g_inputs[i].dev == st->st_dev && g_inputs[i].ino == st->st_ino)) i++;
     if (i < g_n_inputs) {
         g_inputs[i].refs += delta;
-        if (g_inputs[i].refs <= 0) g_inputs[i] = g_inputs[--g_n_inputs];
+        if (g_inputs[i].refs <= 0) { g_inputs[i] = g_inputs[g_n_inputs - 1]; g_n_inputs--; }
     } else if (delta > 0 && g_n_inputs < MAX_INPUTS) {
         g_inputs[i].dev = st->st_dev; g_inputs[i].ino = st->st_ino;
         g_inputs[i].ddev = ds.st_dev; g_inputs[i].dino = ds.st_ino; g_inputs[i].refs = delta;
+        g_inputs[i].size = st->st_size; g_inputs[i].mtime = st->st_mtim;
+        snprintf(g_inputs[i].path, sizeof g_inputs[i].path, "%s", path);
+        g_inputs[i].addr = (uintptr_t)addr; g_inputs[i].end = (uintptr_t)addr + len;
         g_n_inputs++;
     }
     pthread_mutex_unlock(&g_inputs_mu);
+}
+
+pare_status pare_inputs_unchanged(void) {
+    pare_status res = PARE_OK;
+    pthread_mutex_lock(&g_inputs_mu);
+    for (int i = 0; i < g_n_inputs && !res; i++) {
+        struct stat st;
+        if (stat(g_inputs[i].path, &st) != 0)
+            res = pare_fail(PARE_ERR_IO, "%s: the input was removed during the run", g_inputs[i].path);
+        else if (st.st_dev != g_inputs[i].dev || st.st_ino != g_inputs[i].ino)
+            res = pare_fail(PARE_ERR_IO, "%s: the input was replaced by another file during the run", g_inputs[i].path);
+        else if (st.st_size != g_inputs[i].size || st.st_mtim.tv_sec != g_inputs[i].mtime.tv_sec ||
+                 st.st_mtim.tv_nsec != g_inputs[i].mtime.tv_nsec)
+            res = pare_fail(PARE_ERR_IO, "%s: the input file changed during the run (size or mtime)", g_inputs[i].path);
+    }
+    pthread_mutex_unlock(&g_inputs_mu);
+    return res;
 }
 
 static bool registered(const struct stat *st, int as_dir) {
@@ -251,7 +280,7 @@ pare_status pare_map_file(const char *path, pare_map *out) {
     if (p == MAP_FAILED) return pare_fail(PARE_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
     out->addr = p; out->size = (size_t)st.st_size;
     out->dev = (uint64_t)st.st_dev; out->ino = (uint64_t)st.st_ino;
-    input_ref(path, &st, +1);
+    input_ref(path, &st, +1, p, (size_t)st.st_size);
     return PARE_OK;
 }
 void pare_release_pages(const void *p, size_t n) {
@@ -267,7 +296,7 @@ void pare_unmap(pare_map *m) {
         struct stat st;
         memset(&st, 0, sizeof st);
         st.st_dev = (dev_t)m->dev; st.st_ino = (ino_t)m->ino;
-        input_ref(NULL, &st, -1);
+        input_ref(NULL, &st, -1, NULL, 0);
     }
     m->addr = NULL; m->size = 0;
 }
@@ -322,6 +351,35 @@ static void out_install(void) {
     }
 }
 
+/* A bus error inside a mapped input: the file was truncated under the map. Say which, remove
+ * the temporary outputs and exit 1 (only async-signal-safe calls). Elsewhere: the default. */
+static void bus_on_signal(int sig, siginfo_t *si, void *uc) {
+    (void)uc;
+    uintptr_t a = (uintptr_t)si->si_addr;
+    for (int i = 0; i < g_n_inputs; i++)
+        if (a >= g_inputs[i].addr && a < g_inputs[i].end) {
+            static const char m1[] = "pare: ", m2[] = ": the input file shrank during the run (bus error reading it); nothing written\n";
+            if (write(2, m1, sizeof m1 - 1) < 0 || write(2, g_inputs[i].path, strlen(g_inputs[i].path)) < 0 ||
+                write(2, m2, sizeof m2 - 1) < 0) { /* nothing more to do */ }
+            for (int k = 0; k < OUT_SLOTS; k++)
+                if (g_out_used[k]) unlink(g_out_tmp[k]);
+            _exit(1);
+        }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+static void bus_install_once(void) {
+    struct sigaction sa, old;
+    if (sigaction(SIGBUS, NULL, &old) || old.sa_handler != SIG_DFL) return; /* the caller's own */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = bus_on_signal;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+}
+static pthread_once_t g_bus_once = PTHREAD_ONCE_INIT;
+static void bus_install(void) { pthread_once(&g_bus_once, bus_install_once); }
+
 static int out_track(const char *tmp) {
     pthread_once(&g_out_once, out_install);
     if (strlen(tmp) >= OUT_PATH) return -1;
@@ -373,6 +431,8 @@ pare_status pare_out_commit(pare_out *o) {
     pare_status st = PARE_OK;
     if (bad) {
         st = pare_fail(PARE_ERR_IO, "%s: write failed: %s", o->path, strerror(errno));
+        unlink(o->tmp);
+    } else if ((st = pare_inputs_unchanged()) != PARE_OK) {
         unlink(o->tmp);
     } else if (rename(o->tmp, o->path) != 0) {
         st = pare_fail(PARE_ERR_IO, "%s: cannot rename into place: %s", o->path, strerror(errno));

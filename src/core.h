@@ -89,6 +89,10 @@ typedef struct pare_out { void *fp; char *tmp; char *path; int failed; } pare_ou
  * that holds one. */
 bool pare_is_input(const char *path);
 bool pare_dir_has_input(const char *dir);
+/* PARE_OK when every input in use still is the file that was mapped (same device, inode,
+ * size and mtime), else an error naming it; pare_out_commit checks it before the rename, so
+ * an output computed while an input changed is discarded. */
+pare_status pare_inputs_unchanged(void);
 pare_status pare_out_open(pare_out *o, const char *path);
 pare_status pare_out_write(pare_out *o, const void *p, size_t n);
 pare_status pare_out_commit(pare_out *o);

@@ -89,5 +89,27 @@ for args in "magnitude" "wanda --calib $CALIB" "sparsegpt --calib $CALIB" \
     check_clean "$m 2:4" "o.gguf"
 done
 
+# the model changes during the run (rewritten in place; truncated under the map): a one-line
+# error naming it, non-zero exit (not a signal), no OUT and no temporary file
+for how in rewrite truncate; do
+    rm -rf "$T/out"/*
+    cp "$SRC" "$T/out/chg.gguf" && chmod u+w "$T/out/chg.gguf"
+    "$PARE" prune "$T/out/chg.gguf" -o "$OUT" --method wanda --nm 2:4 --calib "$CALIB" --nsamples 64 --seqlen 256 \
+        --threads 1 > "$T/stdout" 2> "$T/stderr" &
+    pid=$!
+    sleep 1
+    if [ "$how" = rewrite ]; then printf 'XXXX' | dd of="$T/out/chg.gguf" bs=1 seek=5000000 conv=notrunc 2>/dev/null
+    else truncate -s 3000000 "$T/out/chg.gguf"; fi
+    wait $pid
+    rc=$?
+    left=$(ls -A "$T/out")
+    if [ "$rc" = 0 ] || [ "$rc" -gt 125 ]; then fail "input $how during the run: exit $rc"
+    elif [ "$(wc -l < "$T/stderr")" != 1 ] || ! grep -q 'chg.gguf: the input' "$T/stderr"; then
+        fail "input $how during the run: message '$(cat "$T/stderr")'"
+    elif [ "$left" != chg.gguf ]; then fail "input $how during the run: left '$left'"
+    else echo "ok   input $how during the run: $(cat "$T/stderr")"; fi
+    rm -f "$T/out/chg.gguf"
+done
+
 if [ "$fails" != 0 ]; then echo "test_prune_cli: $fails failure(s)"; exit 1; fi
 echo "test_prune_cli: all passed"
