@@ -35,6 +35,9 @@ static const struct { int type; const char *name; int block; size_t bytes; } g_t
     {PARE_TYPE_BF16, "bf16", 1, 2},
     {PARE_TYPE_Q8_0, "q8_0", QK8_0, sizeof(block_q8_0)},
     {PARE_TYPE_Q4_0, "q4_0", QK4_0, sizeof(block_q4_0)},
+    {PARE_TYPE_Q4_1, "q4_1", QK4_1, sizeof(block_q4_1)},
+    {PARE_TYPE_Q5_0, "q5_0", QK5_0, sizeof(block_q5_0)},
+    {PARE_TYPE_Q5_1, "q5_1", QK5_1, sizeof(block_q5_1)},
 };
 #define N_TYPES (int)(sizeof g_types / sizeof g_types[0])
 
@@ -150,6 +153,34 @@ void pare_tensor_row_f32(const pare_tensor *t, int64_t r, float *out) {
             }
         }
         break;
+    case PARE_TYPE_Q4_1:
+        for (int64_t b = 0; b < n / QK4_1; b++) {
+            block_q4_1 blk; memcpy(&blk, p + b * sizeof blk, sizeof blk);
+            float d = pare_f16_to_f32(blk.d), mn = pare_f16_to_f32(blk.m);
+            for (int j = 0; j < QK4_1 / 2; j++) {
+                out[b * QK4_1 + j] = d * (blk.qs[j] & 0x0f) + mn;
+                out[b * QK4_1 + j + QK4_1 / 2] = d * (blk.qs[j] >> 4) + mn;
+            }
+        }
+        break;
+    case PARE_TYPE_Q5_0:
+    case PARE_TYPE_Q5_1: { /* the fifth bit of element j is bit j of qh */
+        const int q51 = t->type == PARE_TYPE_Q5_1;
+        const size_t bb = q51 ? sizeof(block_q5_1) : sizeof(block_q5_0);
+        for (int64_t b = 0; b < n / 32; b++) {
+            const uint8_t *q = p + b * bb, *qh = q + (q51 ? 4 : 2), *qs = qh + 4;
+            uint16_t hd, hm = 0;
+            memcpy(&hd, q, 2);
+            if (q51) memcpy(&hm, q + 2, 2);
+            const uint32_t h = qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+            const float d = pare_f16_to_f32(hd), mn = pare_f16_to_f32(hm);
+            for (int j = 0; j < 32; j++) {
+                const int c = (j < 16 ? qs[j] & 0x0f : qs[j - 16] >> 4) | (int)((h >> j) & 1) << 4;
+                out[b * 32 + j] = q51 ? d * c + mn : d * (c - 16);
+            }
+        }
+        break;
+    }
     default: memset(out, 0, (size_t)n * sizeof *out); break;
     }
 }

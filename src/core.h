@@ -26,9 +26,19 @@ typedef enum pare_type {
 } pare_type;
 
 #define QK4_0 32
+#define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
 #define QK8_0 32
-typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } block_q4_0; /* |f16 scale|32 x 4bit| */
-typedef struct { uint16_t d; int8_t qs[QK8_0]; } block_q8_0;      /* |f16 scale|32 x int8| */
+/* GGUF block layouts (ggml's). 4-bit nibbles: element j of a block in the low nibble of
+ * qs[j], element j + 16 in the high nibble. Q5: the fifth bit of element j is bit j of qh
+ * (a little-endian uint32, stored as bytes: the struct has no padding). */
+typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } block_q4_0;              /* |f16 d|32 x 4bit|: d (q - 8) */
+typedef struct { uint16_t d, m; uint8_t qs[QK4_1 / 2]; } block_q4_1;           /* |f16 d|f16 m|32 x 4bit|: d q + m */
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; } block_q5_0;    /* d (q - 16) */
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; } block_q5_1; /* d q + m */
+typedef struct { uint16_t d; int8_t qs[QK8_0]; } block_q8_0;                   /* |f16 d|32 x int8|: d q */
+_Static_assert(sizeof(block_q4_1) == 20 && sizeof(block_q5_0) == 22 && sizeof(block_q5_1) == 24, "GGUF block sizes");
 
 bool pare_type_known(int type);                 /* one pare can read */
 const char *pare_type_name(int type);           /* "f32", "q8_0", ... ; "?" if unknown */

@@ -25,6 +25,9 @@ int k_slot(int type) {
     case PARE_TYPE_BF16: return K_BF16;
     case PARE_TYPE_Q8_0: return K_Q8_0;
     case PARE_TYPE_Q4_0: return K_Q4_0;
+    case PARE_TYPE_Q4_1: return K_Q4_1;
+    case PARE_TYPE_Q5_0: return K_Q5_0;
+    case PARE_TYPE_Q5_1: return K_Q5_1;
     default: return -1;
     }
 }
@@ -220,14 +223,16 @@ void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const f
         const float *panel = NULL;
         int64_t ldp = cols;
         if (Xt) {
-            /* tile by tile: K_GEMM_ROWS rows dequantized into an L2-sized buffer (a padded
-             * stride: a multiple of 4 KiB would put the rows' lines in one L1 set), then
-             * multiplied with every token block while they are there */
+            /* a group of tiles at a time: up to K_GEMM_BUF_FLOATS of rows dequantized into a
+             * buffer (a padded stride: a multiple of 4 KiB would put the rows' lines in one
+             * L1 set), then multiplied with every token block while they are cached */
             const int64_t ld = cols + 16;
-            float *buf = k_scratch(K_SCRATCH_PANEL, (size_t)K_GEMM_ROWS * (size_t)ld * sizeof(float));
+            int64_t G = K_GEMM_BUF_FLOATS / ld / K_GEMM_ROWS * K_GEMM_ROWS;
+            if (G < K_GEMM_ROWS) G = K_GEMM_ROWS;
+            float *buf = k_scratch(K_SCRATCH_PANEL, (size_t)G * (size_t)ld * sizeof(float));
             if (buf) {
-                for (int64_t t0 = 0; t0 < p; t0 += K_GEMM_ROWS) {
-                    const int64_t pt = p - t0 < K_GEMM_ROWS ? p - t0 : K_GEMM_ROWS;
+                for (int64_t t0 = 0; t0 < p; t0 += G) {
+                    const int64_t pt = p - t0 < G ? p - t0 : G;
                     src->rows_f32(src->ctx, r0 + t0, pt, cols, ld, buf);
                     k_gemm_avx512(Xt, TB, n, buf, ld, pt, cols, Y + r0 + t0, rows);
                 }

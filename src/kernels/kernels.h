@@ -1,7 +1,8 @@
 /* kernels.h - the numeric kernels the engine runs on: a portable C reference for every
  * operation (the truth) and AVX2/AVX-512 versions chosen once at run time from CPUID.
  * Weight matrices are row-major, one row per output unit, rows in the GGUF block layout of
- * their type (F32, F16, BF16, Q8_0, Q4_0). Activations are F32. */
+ * their type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1; the last three in the C
+ * reference only). Activations are F32. */
 #ifndef PARE_KERNELS_H
 #define PARE_KERNELS_H
 

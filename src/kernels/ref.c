@@ -2,7 +2,9 @@
  * against, and the path used when the CPU has neither AVX2 nor AVX-512 (or PARE_ISA=ref).
  * Dots accumulate in double; dequantization is exact float arithmetic (d * q), which every
  * SIMD version reproduces bit for bit; the quantizers are ggml's reference quantizers
- * (quantize_row_q8_0_ref, quantize_row_q4_0_ref), so the bytes match llama.cpp's. */
+ * (quantize_row_{q8_0,q4_0,q4_1,q5_0,q5_1}_ref), so the bytes match llama.cpp's. Q4_1, Q5_0
+ * and Q5_1 have only these reference kernels (no SIMD rows): matvec loops over dot, matmul
+ * dequantizes panels for sgemm. */
 #include "k_impl.h"
 
 #include <float.h>
@@ -62,6 +64,56 @@ static float dot_q4_0(const void *row, const float *x, int64_t n) {
     return (float)s;
 }
 
+/* The 32 codes of a Q4_1 / Q5_0 / Q5_1 block (nibbles as Q4_0; the fifth bit from qh). */
+static inline void codes4(const uint8_t *qs, int *c) {
+    for (int j = 0; j < 16; j++) { c[j] = qs[j] & 0x0f; c[j + 16] = qs[j] >> 4; }
+}
+static inline void codes5(const uint8_t *qh, const uint8_t *qs, int *c) {
+    const uint32_t h = qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+    codes4(qs, c);
+    for (int j = 0; j < 32; j++) c[j] |= (int)((h >> j) & 1) << 4;
+}
+
+/* sum over a block of (d c + m) x = d sum c x + m sum x */
+static float dot_q4_1(const void *row, const float *x, int64_t n) {
+    const block_q4_1 *b = row;
+    double s = 0;
+    int c[32];
+    for (int64_t i = 0; i < n / QK4_1; i++, x += QK4_1) {
+        double cx = 0, sx = 0;
+        codes4(b[i].qs, c);
+        for (int j = 0; j < QK4_1; j++) { cx += (double)c[j] * x[j]; sx += x[j]; }
+        s += (double)pare_f16_to_f32(b[i].d) * cx + (double)pare_f16_to_f32(b[i].m) * sx;
+    }
+    return (float)s;
+}
+
+static float dot_q5_0(const void *row, const float *x, int64_t n) {
+    const block_q5_0 *b = row;
+    double s = 0;
+    int c[32];
+    for (int64_t i = 0; i < n / QK5_0; i++, x += QK5_0) {
+        double cx = 0;
+        codes5(b[i].qh, b[i].qs, c);
+        for (int j = 0; j < QK5_0; j++) cx += (double)(c[j] - 16) * x[j];
+        s += (double)pare_f16_to_f32(b[i].d) * cx;
+    }
+    return (float)s;
+}
+
+static float dot_q5_1(const void *row, const float *x, int64_t n) {
+    const block_q5_1 *b = row;
+    double s = 0;
+    int c[32];
+    for (int64_t i = 0; i < n / QK5_1; i++, x += QK5_1) {
+        double cx = 0, sx = 0;
+        codes5(b[i].qh, b[i].qs, c);
+        for (int j = 0; j < QK5_1; j++) { cx += (double)c[j] * x[j]; sx += x[j]; }
+        s += (double)pare_f16_to_f32(b[i].d) * cx + (double)pare_f16_to_f32(b[i].m) * sx;
+    }
+    return (float)s;
+}
+
 /* ---- dequantize ------------------------------------------------------------------------- */
 static void dequant_f32(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
 
@@ -91,6 +143,37 @@ static void dequant_q4_0(const void *src, float *dst, int64_t n) {
             dst[i * QK4_0 + j] = d * (float)((b[i].qs[j] & 0x0f) - 8);
             dst[i * QK4_0 + j + QK4_0 / 2] = d * (float)((b[i].qs[j] >> 4) - 8);
         }
+    }
+}
+
+/* ggml's dequantize_row_*: d c + m (Q4_1, Q5_1), d (c - 16) (Q5_0), in float */
+static void dequant_q4_1(const void *src, float *dst, int64_t n) {
+    const block_q4_1 *b = src;
+    int c[32];
+    for (int64_t i = 0; i < n / QK4_1; i++) {
+        const float d = pare_f16_to_f32(b[i].d), m = pare_f16_to_f32(b[i].m);
+        codes4(b[i].qs, c);
+        for (int j = 0; j < QK4_1; j++) dst[i * QK4_1 + j] = d * (float)c[j] + m;
+    }
+}
+
+static void dequant_q5_0(const void *src, float *dst, int64_t n) {
+    const block_q5_0 *b = src;
+    int c[32];
+    for (int64_t i = 0; i < n / QK5_0; i++) {
+        const float d = pare_f16_to_f32(b[i].d);
+        codes5(b[i].qh, b[i].qs, c);
+        for (int j = 0; j < QK5_0; j++) dst[i * QK5_0 + j] = d * (float)(c[j] - 16);
+    }
+}
+
+static void dequant_q5_1(const void *src, float *dst, int64_t n) {
+    const block_q5_1 *b = src;
+    int c[32];
+    for (int64_t i = 0; i < n / QK5_1; i++) {
+        const float d = pare_f16_to_f32(b[i].d), m = pare_f16_to_f32(b[i].m);
+        codes5(b[i].qh, b[i].qs, c);
+        for (int j = 0; j < QK5_1; j++) dst[i * QK5_1 + j] = d * (float)c[j] + m;
     }
 }
 
@@ -131,6 +214,73 @@ static void quant_q4_0(const float *x, block_q4_0 *y, int64_t n) {
     }
 }
 
+/* Pack 32 codes (0..15 or 0..31) as nibbles (+ the fifth bits into qh, little-endian). */
+static void pack4(const int *c, uint8_t *qs) {
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((c[j] & 0x0f) | (c[j + 16] & 0x0f) << 4);
+}
+static void pack5(const int *c, uint8_t *qh, uint8_t *qs) {
+    uint32_t h = 0;
+    for (int j = 0; j < 32; j++) h |= (uint32_t)((c[j] >> 4) & 1) << j;
+    for (int k = 0; k < 4; k++) qh[k] = (uint8_t)(h >> (8 * k));
+    pack4(c, qs);
+}
+
+/* min and max of a block, as ggml starts them (+-FLT_MAX, so a NaN is skipped) */
+static void block_minmax(const float *x, float *mn, float *mx) {
+    float lo = FLT_MAX, hi = -FLT_MAX;
+    for (int j = 0; j < 32; j++) {
+        if (x[j] < lo) lo = x[j];
+        if (x[j] > hi) hi = x[j];
+    }
+    *mn = lo; *mx = hi;
+}
+
+/* quantize_row_q4_1_ref / q5_1_ref: d = (max - min) / (2^bits - 1), m = min; code =
+ * (x - min) / d + 0.5 truncated (at most 15 for Q4_1; Q5_1 is not capped in ggml, and the
+ * code of x <= max cannot pass 31). */
+static void quant_affine(const float *x, void *y, int64_t n, int five) {
+    const int top = five ? 31 : 15;
+    int c[32];
+    for (int64_t i = 0; i < n / 32; i++, x += 32) {
+        float mn, mx;
+        block_minmax(x, &mn, &mx);
+        const float d = (mx - mn) / (float)top;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int j = 0; j < 32; j++) {
+            const int q = clamp_i8((x[j] - mn) * id + 0.5f, -128, 127);
+            c[j] = q < top ? q : top;
+        }
+        if (five) {
+            block_q5_1 *b = (block_q5_1 *)y + i;
+            b->d = pare_f32_to_f16(d); b->m = pare_f32_to_f16(mn);
+            pack5(c, b->qh, b->qs);
+        } else {
+            block_q4_1 *b = (block_q4_1 *)y + i;
+            b->d = pare_f32_to_f16(d); b->m = pare_f32_to_f16(mn);
+            pack4(c, b->qs);
+        }
+    }
+}
+
+/* quantize_row_q5_0_ref: Q4_0's rule with 5 bits: d = (signed value of largest magnitude) /
+ * -16, code = x / d + 16.5 truncated, at most 31. */
+static void quant_q5_0(const float *x, block_q5_0 *y, int64_t n) {
+    int c[32];
+    for (int64_t i = 0; i < n / QK5_0; i++, x += QK5_0) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QK5_0; j++)
+            if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+        const float d = max / -16.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = pare_f32_to_f16(d);
+        for (int j = 0; j < QK5_0; j++) {
+            const int q = clamp_i8(x[j] * id + 16.5f, -128, 127);
+            c[j] = q < 31 ? q : 31;
+        }
+        pack5(c, y[i].qh, y[i].qs);
+    }
+}
+
 void k_ref_quant_row(int type, const float *src, void *dst, int64_t n) {
     uint8_t *p = dst;
     switch (type) {
@@ -143,6 +293,9 @@ void k_ref_quant_row(int type, const float *src, void *dst, int64_t n) {
         break;
     case PARE_TYPE_Q8_0: quant_q8_0(src, dst, n); break;
     case PARE_TYPE_Q4_0: quant_q4_0(src, dst, n); break;
+    case PARE_TYPE_Q4_1: quant_affine(src, dst, n, 0); break;
+    case PARE_TYPE_Q5_0: quant_q5_0(src, dst, n); break;
+    case PARE_TYPE_Q5_1: quant_affine(src, dst, n, 1); break;
     default: break;
     }
 }
@@ -210,4 +363,7 @@ void k_ops_ref(k_ops ops[K_NTYPES]) {
     ops[K_BF16] = (k_ops){dot_bf16, NULL, dequant_bf16, 0, NULL};
     ops[K_Q8_0] = (k_ops){dot_q8_0, NULL, dequant_q8_0, 0, NULL};
     ops[K_Q4_0] = (k_ops){dot_q4_0, NULL, dequant_q4_0, 0, NULL};
+    ops[K_Q4_1] = (k_ops){dot_q4_1, NULL, dequant_q4_1, 0, NULL};
+    ops[K_Q5_0] = (k_ops){dot_q5_0, NULL, dequant_q5_0, 0, NULL};
+    ops[K_Q5_1] = (k_ops){dot_q5_1, NULL, dequant_q5_1, 0, NULL};
 }

@@ -50,6 +50,13 @@ void prune_magnitude(float *W, int64_t rows, int64_t cols, const prune_opts *o);
 void prune_wanda(float *W, int64_t rows, int64_t cols, const double *sumsq, const prune_opts *o);
 /* SparseGPT on W given the Gram matrix G = sum x x^T (cols x cols, double); ntok tokens. */
 pare_status prune_sparsegpt(float *W, int64_t rows, int64_t cols, const double *G, int64_t ntok, const prune_opts *o);
+/* The Hessian steps SparseGPT and GPTQ share (METHODS.md 3 (a) 1-4). hessian_from_gram:
+ * H = 2/ntok G (cols x cols, a new buffer; NULL when out of memory), dead inputs (H_jj = 0)
+ * get H_jj = 1 and W[:, j] = 0. hessian_inverse_factor: H += percdamp mean(diag H) I, then
+ * U (n x n F32, row-major) = the upper Cholesky factor of H^-1; H is destroyed; errors are
+ * prefixed with who. */
+double *hessian_from_gram(const double *G, int64_t ntok, float *W, int64_t rows, int64_t cols);
+pare_status hessian_inverse_factor(double *H, int n, float percdamp, float *U, const char *who);
 
 #endif
 

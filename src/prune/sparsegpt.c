@@ -18,41 +18,53 @@
 
 /* Upper Cholesky factor U (row-major, U^T U = H^-1) of the inverse of H (n x n, row-major).
  * H is overwritten. */
-static pare_status chol_inverse_upper(double *H, int n, float *U) {
+static pare_status chol_inverse_upper(double *H, int n, float *U, const char *who) {
     int info;
     /* row-major upper == column-major lower */
     dpotrf_("L", &n, H, &n, &info);
-    if (info) return pare_fail(PARE_ERR_ARG, "SparseGPT: Hessian is not positive definite (LAPACK info %d); raise --percdamp", info);
+    if (info) return pare_fail(PARE_ERR_ARG, "%s: Hessian is not positive definite (LAPACK info %d); raise --percdamp", who, info);
     dpotri_("L", &n, H, &n, &info);
-    if (info) return pare_fail(PARE_ERR_ARG, "SparseGPT: Hessian inverse failed (LAPACK info %d)", info);
+    if (info) return pare_fail(PARE_ERR_ARG, "%s: Hessian inverse failed (LAPACK info %d)", who, info);
     /* H now holds H^-1 in its row-major upper triangle: mirror, then factor again */
     for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++) H[(size_t)i * n + j] = H[(size_t)j * n + i];
     dpotrf_("L", &n, H, &n, &info);
-    if (info) return pare_fail(PARE_ERR_ARG, "SparseGPT: H^-1 is not positive definite (LAPACK info %d)", info);
+    if (info) return pare_fail(PARE_ERR_ARG, "%s: H^-1 is not positive definite (LAPACK info %d)", who, info);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) U[(size_t)i * n + j] = j >= i ? (float)H[(size_t)i * n + j] : 0.0f;
     return PARE_OK;
 }
 
-pare_status prune_sparsegpt(float *W, int64_t rows, int64_t cols, const double *G, int64_t ntok, const prune_opts *o) {
-    int n = (int)cols;
-    size_t nn = (size_t)n * n;
+double *hessian_from_gram(const double *G, int64_t ntok, float *W, int64_t rows, int64_t cols) {
+    const int n = (int)cols;
+    const size_t nn = (size_t)n * n;
     double *H = pare_malloc(nn * sizeof(double));
-    float *U = pare_malloc(nn * sizeof(float));
-    if (!H || !U) { free(H); free(U); return PARE_ERR_NOMEM; }
-    double sc = ntok > 0 ? 2.0 / (double)ntok : 1.0, mean = 0;
+    if (!H) return NULL;
+    double sc = ntok > 0 ? 2.0 / (double)ntok : 1.0;
     for (size_t i = 0; i < nn; i++) H[i] = G[i] * sc;
-    for (int j = 0; j < n; j++) {
+    for (int j = 0; j < n; j++)
         if (H[(size_t)j * n + j] == 0) {
             H[(size_t)j * n + j] = 1;
             for (int64_t r = 0; r < rows; r++) W[r * cols + j] = 0;
         }
-        mean += H[(size_t)j * n + j];
-    }
+    return H;
+}
+
+pare_status hessian_inverse_factor(double *H, int n, float percdamp, float *U, const char *who) {
+    double mean = 0;
+    for (int j = 0; j < n; j++) mean += H[(size_t)j * n + j];
     mean /= n;
-    for (int j = 0; j < n; j++) H[(size_t)j * n + j] += o->percdamp * mean;
-    pare_status st = chol_inverse_upper(H, n, U);
+    for (int j = 0; j < n; j++) H[(size_t)j * n + j] += percdamp * mean;
+    return chol_inverse_upper(H, n, U, who);
+}
+
+pare_status prune_sparsegpt(float *W, int64_t rows, int64_t cols, const double *G, int64_t ntok, const prune_opts *o) {
+    int n = (int)cols;
+    size_t nn = (size_t)n * n;
+    double *H = hessian_from_gram(G, ntok, W, rows, cols);
+    float *U = pare_malloc(nn * sizeof(float));
+    if (!H || !U) { free(H); free(U); return PARE_ERR_NOMEM; }
+    pare_status st = hessian_inverse_factor(H, n, o->percdamp, U, "SparseGPT");
     free(H);
     if (st) { free(U); return st; }
 
