@@ -2,12 +2,13 @@
 # numerical_table.sh - the Numerical Pruning table of docs/RESULTS.md: brown-4m pruned at
 # 10/20/30/50% of the attention + MLP weights by numerical (with and without compensation)
 # and the structured baselines, perplexity on brown-test and WikiText-2 test (ctx 256).
-#   sh bench/numerical_table.sh [BUILD [OUTDIR [RATIOS]]]
+#   sh bench/numerical_table.sh [BUILD [OUTDIR [RATIOS]]]    env: WIKI_WINDOWS=0
 # Prints one markdown row per model; the JSON of every run stays in OUTDIR.
 set -e
 B=${1:-build}
 OUT=${2:-/tmp/pare-numerical}
 RATIOS=${3:-"0.1 0.2 0.3 0.5"}
+WIKI_WINDOWS=${WIKI_WINDOWS:-0} # WikiText-2: its first WIKI_WINDOWS windows of 256 (0: all)
 D=../shared/data
 [ -d "$D" ] || D=/work/shared/data
 MODEL=$D/bench/brown-4m/model.gguf
@@ -16,8 +17,8 @@ TEST=$D/bench/brown-test.txt
 WIKI=$D/text/wikitext-2-raw/wiki.test.raw
 mkdir -p "$OUT"
 
-ppl() { # MODEL TEXT -> ppl
-    "$B/pare" ppl "$1" --text "$2" --ctx 256 --json | python3 -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["ppl"])'
+ppl() { # MODEL TEXT [MAXW] -> ppl
+    "$B/pare" ppl "$1" --text "$2" --ctx 256 --max-windows "${3:-0}" --json 2>/dev/null | python3 -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["ppl"])'
 }
 row() { # NAME MODEL JSON
     info=$(python3 -c 'import json,sys
@@ -30,7 +31,7 @@ else: print("%d|%.1f%%|%.1f%%|%s" % (j["params_after"], 100*j["block_removed_rat
     if [ "$params" = "-" ]; then
         params=$("$B/pare" info "$2" --json | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j.get("params", j.get("n_params", "-")))')
     fi
-    echo "| $1 | $params | $blk | $tot | $(ppl "$2" "$TEST") | $(ppl "$2" "$WIKI") | $shape |"
+    echo "| $1 | $params | $blk | $tot | $(ppl "$2" "$TEST") | $(ppl "$2" "$WIKI" "$WIKI_WINDOWS") | $shape |"
 }
 
 echo "| model | parameters | attn+MLP removed | total removed | brown-test ppl | WikiText-2 ppl | heads/FFN per layer |"

@@ -7,6 +7,7 @@
 #                tinystories_valid_head (ctx 256)
 # for calibration seeds SEEDS (mean and spread over seeds).
 #   sh bench/prune_table.sh [BUILD [OUTDIR]]    env: SEEDS="0 1 2" WIKI_WINDOWS=0 MODELS="brown stories"
+# Each run's perplexities are cached in OUTDIR (*.ppl-*): a rerun only computes what is missing.
 set -e
 B=${1:-build}
 OUT=${2:-/tmp/pare-prune}
@@ -17,7 +18,7 @@ D=${PARE_DATA:-../shared/data}
 mkdir -p "$OUT"
 
 ppl() { # MODEL TEXT [MAXW] -> ppl
-    "$B/pare" ppl "$1" --text "$2" --ctx 256 --max-windows "${3:-0}" --json |
+    "$B/pare" ppl "$1" --text "$2" --ctx 256 --max-windows "${3:-0}" --json 2>/dev/null |
         python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["ppl"])'
 }
 stats() { # values... -> "mean ± half-range" (or the value alone)
@@ -59,11 +60,18 @@ for model in $MODELS; do
             seeds=$SEEDS; [ "$meth" = magnitude ] && seeds=0 # no calibration
             for s in $seeds; do
                 o="$OUT/$model-$meth-$pat-$s.gguf"
-                "$B/pare" prune "$M" -o "$o" --method "$base" $pflag $extra --calib "$CAL" --nsamples $NS --seqlen 256 \
-                    --seed "$s" --threads 2 --json > "$OUT/$model-$meth-$pat-$s.json"
-                a="$a $(ppl "$o" "$T1" "$W1")"
-                [ -n "$T2" ] && b="$b $(ppl "$o" "$T2" "$WIKI_WINDOWS")"
-                rm -f "$o"
+                c="$OUT/$model-$meth-$pat-$s.ppl-$W1-$WIKI_WINDOWS" # cached: "ppl1 ppl2" of an earlier run
+                if [ ! -s "$c" ]; then
+                    "$B/pare" prune "$M" -o "$o" --method "$base" $pflag $extra --calib "$CAL" --nsamples $NS --seqlen 256 \
+                        --seed "$s" --threads 2 --json > "$OUT/$model-$meth-$pat-$s.json"
+                    p1=$(ppl "$o" "$T1" "$W1"); p2=-
+                    [ -n "$T2" ] && p2=$(ppl "$o" "$T2" "$WIKI_WINDOWS")
+                    echo "$p1 $p2" > "$c"
+                    rm -f "$o"
+                fi
+                read -r p1 p2 < "$c"
+                a="$a $p1"
+                [ -n "$T2" ] && b="$b $p2"
             done
             if [ -n "$T2" ]; then echo "| $meth | $pat | $(stats $a) | $(stats $b) |"; else echo "| $meth | $pat | $(stats $a) |"; fi
         done
