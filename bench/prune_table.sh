@@ -7,6 +7,7 @@
 #                tinystories_valid_head (ctx 256)
 # for calibration seeds SEEDS (mean and spread over seeds).
 #   sh bench/prune_table.sh [BUILD [OUTDIR]]    env: SEEDS="0 1 2" WIKI_WINDOWS=0 MODELS="brown stories"
+#                                               SEEDS_OTHER (seeds of the 4:8 and 50% rows; default SEEDS)
 # Each run's perplexities are cached in OUTDIR (*.ppl-*): a rerun only computes what is missing.
 set -e
 B=${1:-build}
@@ -57,7 +58,8 @@ for model in $MODELS; do
             esac
             if [ "$pat" = 0.5 ]; then pflag="--sparsity 0.5"; else pflag="--nm $pat"; fi
             a=""; b=""
-            seeds=$SEEDS; [ "$meth" = magnitude ] && seeds=0 # no calibration
+            seeds=$SEEDS; [ "$pat" = 2:4 ] || seeds=${SEEDS_OTHER:-$SEEDS}
+            [ "$meth" = magnitude ] && seeds=0 # no calibration
             for s in $seeds; do
                 o="$OUT/$model-$meth-$pat-$s.gguf"
                 c="$OUT/$model-$meth-$pat-$s.ppl-$W1-$WIKI_WINDOWS" # cached: "ppl1 ppl2" of an earlier run

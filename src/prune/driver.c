@@ -62,7 +62,12 @@ void prune_report_free(prune_report *r) { free(r->t); memset(r, 0, sizeof *r); }
 
 pare_status prune_model(pare_model *m, const calib_data *cd, const prune_opts *o, int show_progress, prune_report *rep) {
     memset(rep, 0, sizeof *rep);
-    if (o->nm_m) {
+    if (o->layer_sparsity) {
+        if (o->nm_m) return pare_fail(PARE_ERR_ARG, "%s", "per-block sparsity is unstructured only (no N:M)");
+        for (int l = 0; l < m->n_layer; l++)
+            if (!(o->layer_sparsity[l] >= 0 && o->layer_sparsity[l] < 1))
+                return pare_fail(PARE_ERR_ARG, "block %d: sparsity %g must be in [0, 1)", l, (double)o->layer_sparsity[l]);
+    } else if (o->nm_m) {
         if (o->nm_n <= 0 || o->nm_n >= o->nm_m || o->nm_m > 16)
             return pare_fail(PARE_ERR_ARG, "N:M pattern %d:%d: need 0 < N < M <= 16", o->nm_n, o->nm_m);
     } else if (!(o->sparsity > 0 && o->sparsity < 1)) {
@@ -83,7 +88,10 @@ pare_status prune_model(pare_model *m, const calib_data *cd, const prune_opts *o
         pare_layer *L = &m->layers[l];
         float *W[N_MATS] = {0};
         int64_t rows[N_MATS] = {0}, cols[N_MATS] = {0};
-        for (int k = 0; k < N_MATS && !st; k++) {
+        prune_opts lo = *o; /* this block's settings */
+        if (o->layer_sparsity) lo.sparsity = o->layer_sparsity[l];
+        const int skip = o->layer_sparsity && lo.sparsity == 0; /* left dense: only re-run */
+        for (int k = 0; k < N_MATS && !st && !skip; k++) {
             pare_tensor *t = *layer_mat(L, k);
             if (!t) continue;
             rows[k] = t->ne[1]; cols[k] = t->ne[0];
@@ -95,7 +103,7 @@ pare_status prune_model(pare_model *m, const calib_data *cd, const prune_opts *o
         }
         calib_stats stats[FWD_N_POINTS];
         memset(stats, 0, sizeof stats);
-        if (!st && r) {
+        if (!st && r && !skip) {
             unsigned want[FWD_N_POINTS] = {0};
             unsigned need = o->method == PRUNE_WANDA ? STAT_SUMSQ : o->method == PRUNE_SPARSEGPT ? STAT_GRAM : STAT_SUMSQ | STAT_MINMAX;
             for (int p = 0; p < FWD_N_POINTS; p++) want[p] = need;
@@ -107,17 +115,17 @@ pare_status prune_model(pare_model *m, const calib_data *cd, const prune_opts *o
                 st = runner_collect(r, want, o->es_bins, stats);
             }
         }
-        if (!st) {
+        if (!st && !skip) {
             switch (o->method) {
             case PRUNE_MAGNITUDE:
-                for (int k = 0; k < N_MATS; k++) if (W[k]) prune_magnitude(W[k], rows[k], cols[k], o);
+                for (int k = 0; k < N_MATS; k++) if (W[k]) prune_magnitude(W[k], rows[k], cols[k], &lo);
                 break;
             case PRUNE_WANDA:
-                for (int k = 0; k < N_MATS; k++) if (W[k]) prune_wanda(W[k], rows[k], cols[k], stats[mat_point[k]].sumsq, o);
+                for (int k = 0; k < N_MATS; k++) if (W[k]) prune_wanda(W[k], rows[k], cols[k], stats[mat_point[k]].sumsq, &lo);
                 break;
             case PRUNE_SPARSEGPT:
                 for (int k = 0; k < N_MATS && !st; k++)
-                    if (W[k]) st = prune_sparsegpt(W[k], rows[k], cols[k], stats[mat_point[k]].gram, stats[mat_point[k]].ntok, o);
+                    if (W[k]) st = prune_sparsegpt(W[k], rows[k], cols[k], stats[mat_point[k]].gram, stats[mat_point[k]].ntok, &lo);
                 break;
             case PRUNE_ESPARSE: {
                 static const int groups[FWD_N_POINTS][3] = {{MQ, MK, MV}, {MO, -1, -1}, {MG, MU, -1}, {MD, -1, -1}};
@@ -128,7 +136,7 @@ pare_status prune_model(pare_model *m, const calib_data *cd, const prune_opts *o
                     int64_t c = cols[groups[p][0]];
                     int32_t *perm = pare_calloc((size_t)c, sizeof(int32_t));
                     if (!perm) { st = PARE_ERR_NOMEM; break; }
-                    st = esparse_prune_input(gw, gr, nw, c, &stats[p], o, perm);
+                    st = esparse_prune_input(gw, gr, nw, c, &stats[p], &lo, perm);
                     int ident = 1;
                     for (int64_t i = 0; i < c; i++) if (perm[i] != i) ident = 0;
                     if (st) { free(perm); break; }

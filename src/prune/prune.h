@@ -28,6 +28,9 @@ typedef struct prune_opts {
     int es_lbs_block;        /* channels per LBS block (64) */
     int es_lbs_iters;        /* swaps per block at most (100) */
     int es_skip_bos;         /* drop position 0 from the statistics */
+    /* per block unstructured sparsity (n_layer entries, each in [0, 1); a block at 0 is left
+     * as it is) instead of `sparsity`, or NULL; not with N:M (LUC, src/quant/luc.c) */
+    const float *layer_sparsity;
 } prune_opts;
 
 void prune_opts_default(prune_opts *o);

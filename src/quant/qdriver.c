@@ -31,13 +31,17 @@ static float *to_f32(const pare_tensor *t) {
 
 /* The type a quantized matrix is written in: the GGUF type, or for the generic grids the
  * fake-quantized values in F32 (F32 input) or F16 (anything else). */
-static int stored_type(const quant_spec *q, int src) { return q->type >= 0 ? q->type : src == PARE_TYPE_F32 ? PARE_TYPE_F32 : PARE_TYPE_F16; }
+static int stored_type(const quant_spec *q, int src) {
+    if (q->type < 0 && q->bits >= 16) return PARE_TYPE_F16; /* a per-block "16 bits": F16 */
+    return q->type >= 0 ? q->type : src == PARE_TYPE_F32 ? PARE_TYPE_F32 : PARE_TYPE_F16;
+}
+static int is_f16_spec(const quant_spec *q) { return q->type < 0 && q->bits == 16; }
+static const quant_spec *block_spec(const quant_opts *o, int l) { return o->layer_spec ? &o->layer_spec[l] : &o->spec; }
 
 /* Quantize t (W: its F32 values, overwritten) by RTN, or by GPTQ with the Gram matrix G of
  * ntok tokens (G != NULL), and give t the result (in the model's spill file). */
 static pare_status quantize_tensor(pare_model *m, pare_tensor *t, float *W, const double *G, int64_t ntok,
-                                   const quant_opts *o, quant_report *rep) {
-    const quant_spec *q = &o->spec;
+                                   const quant_opts *o, const quant_spec *q, quant_report *rep) {
     const int64_t rows = t->ne[1], cols = t->ne[0];
     const int type = stored_type(q, t->type);
     const size_t rb = pare_row_bytes(type, cols), nb = rb * (size_t)rows;
@@ -45,7 +49,9 @@ static pare_status quantize_tensor(pare_model *m, pare_tensor *t, float *W, cons
     if (!d) return PARE_ERR_NOMEM;
     void *packed = q->type >= 0 ? d : NULL;
     pare_status st = PARE_OK;
-    if (G) {
+    if (is_f16_spec(q)) {
+        /* no rounding: k_quant_row below converts to F16 */
+    } else if (G) {
         st = gptq_quantize(W, rows, cols, G, ntok, q, &o->gptq, packed);
     } else {
         #pragma omp parallel for schedule(static) if (rows * cols >= 65536)
@@ -59,7 +65,7 @@ static pare_status quantize_tensor(pare_model *m, pare_tensor *t, float *W, cons
     t->type = type;
     rep->n++;
     rep->numel += rows * cols;
-    rep->bits += quant_bits_per_weight(q, cols) * (double)(rows * cols);
+    rep->bits += (is_f16_spec(q) ? 16.0 : quant_bits_per_weight(q, cols)) * (double)(rows * cols);
     rep->stored_type = type;
     return PARE_OK;
 }
@@ -69,14 +75,19 @@ pare_status quant_model(pare_model *m, const calib_data *cd, const quant_opts *o
     const quant_spec *q = &o->spec;
     const int gptq = o->method == QUANT_GPTQ;
     if (o->method != QUANT_RTN && !gptq) return pare_fail(PARE_ERR_ARG, "unknown quantization method %d", o->method);
-    if (q->type < 0 && (q->bits < 2 || q->bits > 8)) return pare_fail(PARE_ERR_ARG, "%d-bit grids: bits must be 2..8", q->bits);
+    if (!o->layer_spec && q->type < 0 && (q->bits < 2 || q->bits > 8)) return pare_fail(PARE_ERR_ARG, "%d-bit grids: bits must be 2..8", q->bits);
+    for (int l = 0; o->layer_spec && l < m->n_layer; l++) {
+        const quant_spec *ql = &o->layer_spec[l];
+        if (ql->type < 0 && !is_f16_spec(ql) && (ql->bits < 2 || ql->bits > 8))
+            return pare_fail(PARE_ERR_ARG, "block %d: %d-bit grids: bits must be 2..8 (or 16: F16)", l, ql->bits);
+    }
     if (gptq && (!cd || cd->n <= 0)) return pare_fail(PARE_ERR_ARG, "GPTQ needs calibration data");
     if (gptq && !(o->gptq.percdamp >= 0)) return pare_fail(PARE_ERR_ARG, "GPTQ: percdamp must be >= 0");
     pare_status st = PARE_OK;
     for (int l = 0; l < m->n_layer && !st; l++) /* every width first: fail before any work */
         for (int k = 0; k < N_MATS && !st; k++) {
             const pare_tensor *t = layer_mat(&m->layers[l], k);
-            if (t) st = quant_check_cols(q, t->ne[0], t->name);
+            if (t) st = quant_check_cols(block_spec(o, l), t->ne[0], t->name);
         }
     pare_tensor *head = o->head && !m->tied ? m->output : NULL; /* tied: it is the embedding */
     if (!st && head) st = quant_check_cols(q, head->ne[0], head->name);
@@ -104,7 +115,7 @@ pare_status quant_model(pare_model *m, const calib_data *cd, const quant_opts *o
         for (int k = 0; k < N_MATS; k++) {
             if (!W[k]) continue;
             const calib_stats *s = &stats[mat_point[k]];
-            if (!st) st = quantize_tensor(m, layer_mat(L, k), W[k], r ? s->gram : NULL, s->ntok, o, rep);
+            if (!st) st = quantize_tensor(m, layer_mat(L, k), W[k], r ? s->gram : NULL, s->ntok, o, block_spec(o, l), rep);
             free(W[k]);
         }
         for (int p = 0; p < FWD_N_POINTS; p++) calib_stats_free(&stats[p]);
@@ -120,7 +131,7 @@ pare_status quant_model(pare_model *m, const calib_data *cd, const quant_opts *o
     runner_free(r);
     if (!st && head) { /* round to nearest (its inputs are not captured) */
         float *W = to_f32(head);
-        st = W ? quantize_tensor(m, head, W, NULL, 0, o, rep) : PARE_ERR_NOMEM;
+        st = W ? quantize_tensor(m, head, W, NULL, 0, o, q, rep) : PARE_ERR_NOMEM;
         rep->head = !st;
         free(W);
     }

@@ -107,6 +107,9 @@ typedef struct quant_opts {
     int method;          /* QUANT_RTN or QUANT_GPTQ (needs calibration data) */
     gptq_opts gptq;
     int head;            /* also output.weight (RTN; the embeddings never) */
+    /* per block grids (n_layer entries) instead of spec for the block matrices, or NULL; a
+     * generic grid (type -1) with bits 16 stores the block as F16 unrounded (LUC, luc.c) */
+    const quant_spec *layer_spec;
 } quant_opts;
 
 typedef struct quant_report {
