@@ -23,7 +23,7 @@ for k in $KS; do
         for s in $SEEDS; do
             o=$OUT/$meth-$k-$s.gguf
             "$B/pare" prune "$M" -o "$o" --method $meth --remove-blocks $k --calib "$CAL" --nsamples 64 --seqlen 256 \
-                --seed $s --threads 2 --json > "$OUT/$meth-$k-$s.json" 2>/dev/null
+                --seed $s --threads 1 --json > "$OUT/$meth-$k-$s.json" 2>/dev/null
             rm_="$rm_ [$(python3 -c 'import json,sys; print(" ".join(str(i) for i in json.load(open(sys.argv[1]))["removed"]))' "$OUT/$meth-$k-$s.json")]"
             p="$p $(ppl "$o")"
             rm -f "$o"
