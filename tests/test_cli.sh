@@ -97,5 +97,15 @@ if [ $seen = 1 ]; then
 else echo "skip interrupted write: the write finished before it could be interrupted"; fi
 rm -f "$T"/big.gguf*
 
+# progress: a forced bar draws on stderr with rate and ETA; --quiet (any command) silences it
+n=$((n+1))
+PARE_PROGRESS=1 "$P" ppl "$M" --text "$DATA/bench/brown-test.txt" --ctx 256 --max-windows 120 --threads 1 >/dev/null 2>"$T/err"
+if ! grep -q "/s .* elapsed, ETA" "$T/err"; then echo "FAIL progress bar: '$(tr '\r' '|' <"$T/err")'"; fail=$((fail+1))
+else echo "ok   progress bar with rate and ETA"; fi
+n=$((n+1))
+PARE_PROGRESS=1 "$P" ppl "$M" --text "$DATA/bench/brown-test.txt" --ctx 256 --max-windows 120 --threads 1 --quiet >"$T/out" 2>"$T/err"
+if [ -s "$T/err" ] || ! grep -q "^ppl " "$T/out"; then echo "FAIL --quiet: stderr '$(cat "$T/err")'"; fail=$((fail+1))
+else echo "ok   --quiet: no progress, the result on stdout"; fi
+
 echo "test_cli.sh: $n checks, $fail failed"
 [ $fail = 0 ]

@@ -69,6 +69,7 @@ void parse(flags *f, int argc, char **argv, const char *const *valued) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] == '-' && a[1]) {
+            if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) progress_set_quiet(1); /* every command */
             int takes = 0;
             for (const char *const *v = valued; *v; v++) if (is_flag(a, *v)) takes = 1;
             if (takes) i++;
@@ -88,6 +89,7 @@ int check_unknown(flags *f, const char *const *valued, const char *const *boolea
             else if (!strncmp(a, *v, n) && a[n] == '=') ok = 1;
         }
         for (const char *const *v = booleans; *v && !ok; v++) if (is_flag(a, *v)) ok = 1;
+        if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) ok = 1;
         if (!ok) return die("unknown option %s (see --help)", a);
     }
     return 0;

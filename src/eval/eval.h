@@ -6,7 +6,9 @@
 
 #include <stdio.h>
 
-/* ---- progress: a bar with ETA on stderr when it is a terminal (or PARE_PROGRESS=1) ---- */
+/* ---- progress on stderr: a one-line bar with rate and ETA on a terminal, a plain line
+ * every 10 s otherwise (PARE_PROGRESS=1 bar, 2 lines, 0 none); progress_set_quiet(1) (the
+ * CLI's --quiet) silences it ---- */
 typedef struct pare_progress {
     const char *label;
     int64_t total, done;
@@ -16,6 +18,7 @@ typedef struct pare_progress {
 void progress_start(pare_progress *p, const char *label, int64_t total);
 void progress_update(pare_progress *p, int64_t done);
 void progress_end(pare_progress *p);
+void progress_set_quiet(int quiet);
 double pare_now(void); /* monotonic seconds */
 
 /* ---- perplexity ---------------------------------------------------------------------- */

@@ -481,7 +481,7 @@ pare_status blockrm_select(const pare_model *m, const calib_data *cd, const bloc
             for (int t = 2; t <= K; t++) total += n * ((L - t - lo) * ub + uh);
     }
     progress_start(&b.prog, blockrm_method_name(o->method), total);
-    b.prog.enabled = b.prog.enabled && show_progress;
+    if (!show_progress) b.prog.enabled = 0;
     rep->threads = b.nth;
 
     if ((st = eval_alive(&b, alive, L, &rep->dense_loss))) goto done;
