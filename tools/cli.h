@@ -44,6 +44,7 @@ int load_engine(flags *f, const char *path, pare_model **m, pare_nm_summary *sum
 CMD(info); CMD(ppl); CMD(generate); CMD(convert); CMD(synth); CMD(prune); CMD(train); CMD(bench);
 CMD(evalmc); CMD(makecloze); /* eval-mc, make-cloze (cmd_evalmc.c) */
 CMD(quantize);
+CMD(profile); CMD(compress); /* cmd_compress.c */
 #undef CMD
 /* structured pruning (cmd_prune_structured.c): the --method value if it is one of its
  * methods, else NULL; cmd_prune hands those to cmd_prune_structured */

@@ -15,6 +15,8 @@ static const struct { const char *name, *what; int (*fn)(int, char **); const ch
     {"convert", "convert between GGUF, Hugging Face and llama2.c formats", cmd_convert, &convert_HELP},
     {"prune", "one-shot pruning: magnitude, wanda, sparsegpt, esparse (N:M or unstructured)", cmd_prune, &prune_HELP},
     {"quantize", "weight quantization: RTN or GPTQ to q8_0/q4_0/q4_1/q5_0/q5_1 or b-bit grids", cmd_quantize, &quantize_HELP},
+    {"profile", "per-block pruning / quantization sensitivity (Edge-LLM LUC)", cmd_profile, &profile_HELP},
+    {"compress", "per-block sparsity + bits: LUC, uniform or a size budget (prune, then quantize)", cmd_compress, &compress_HELP},
     {"synth", "write a deterministic random-weight model of a real shape", cmd_synth, &synth_HELP},
     {"train", "train a model on a text file (from a shape, or go on from a model; LoRA)", cmd_train, &train_HELP},
     {"bench", "prompt and generation speed, bytes per token, peak memory, memory bandwidth", cmd_bench, &bench_HELP},
