@@ -52,3 +52,5 @@ for r in rows:
     print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (r["policy"], tgt, r["bits"] if r["policy"] != "budget" else "-",
           r["mean_sparsity"], r["nominal_mb"], r["sparse_mb"], r["ppl"], per))
 PY
+# the plot of docs/RESULTS.md
+python3 "$(dirname "$0")/pareto_plot.py" "$CSV" "${SVG:-$OUT/luc_pareto.svg}"
