@@ -111,5 +111,23 @@ for how in rewrite truncate; do
     rm -f "$T/out/chg.gguf"
 done
 
+# structured pruning: the physically smaller GGUF has per-layer shapes (pare info) and the
+# perplexity of the masked model of the same selection (--mask-only), to 1e-5
+rm -rf "$T/out"/*
+for mo in phys mask; do
+    flag=""; [ "$mo" = mask ] && flag=--mask-only
+    # shellcheck disable=SC2086
+    "$PARE" prune "$T/in.gguf" -o "$T/out/$mo.gguf" --method numerical --ratio 0.2 --calib "$CALIB" $CAL $flag \
+        > /dev/null 2>&1 || fail "numerical $mo: exit $?"
+done
+pp=$("$PARE" ppl "$T/out/phys.gguf" --text "$CALIB" --ctx 64 --max-windows 10 --threads 1 --json 2>/dev/null | sed 's/.*"ppl":\([0-9.e+-]*\).*/\1/')
+pm=$("$PARE" ppl "$T/out/mask.gguf" --text "$CALIB" --ctx 64 --max-windows 10 --threads 1 --json 2>/dev/null | sed 's/.*"ppl":\([0-9.e+-]*\).*/\1/')
+narrow=$("$PARE" info "$T/out/phys.gguf" | awk '$1 ~ /^[0-9]+:$/ && $3 < 512' | wc -l)
+if [ -z "$pp" ] || ! awk -v a="$pp" -v b="$pm" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d <= 1e-5 * b) }'; then
+    fail "numerical 20%: physical ppl $pp vs masked ppl $pm"
+elif [ "$narrow" -lt 1 ]; then fail "numerical 20%: pare info shows no narrower FFN"
+else echo "ok   numerical 20%: physical ppl $pp = masked ppl $pm, $narrow layers with a narrower FFN"; fi
+rm -rf "$T/out"/*
+
 if [ "$fails" != 0 ]; then echo "test_prune_cli: $fails failure(s)"; exit 1; fi
 echo "test_prune_cli: all passed"
