@@ -143,3 +143,14 @@ int same_file(const char *a, const char *b) {
     return !strcmp(ra, rb);
 }
 
+
+int load_calib(const pare_model *m, const char *calib, long nsamples, long *seqlen, long seed, const char *order,
+               calib_data *cd) {
+    if (*seqlen > m->n_ctx_train && m->n_ctx_train > 0) *seqlen = m->n_ctx_train;
+    if (!calib) return 0;
+    if (!m->vocab) return die("%s", "the model has no tokenizer (give --tokenizer)");
+    if (calib_from_text(m->vocab, calib, (int)nsamples, (int)*seqlen, (uint64_t)seed,
+                        !strcmp(order, "first") ? CALIB_FIRST : CALIB_RANDOM, cd))
+        return die_st();
+    return 0;
+}

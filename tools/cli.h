@@ -7,6 +7,7 @@
 #include "eval/eval.h"
 #include "model/model.h"
 #include "model/sparse.h"
+#include "calib/calib.h"
 
 #define PARE_VERSION "0.1.0"
 
@@ -29,6 +30,11 @@ double opt_num(flags *f, const char *name, double def);
 void set_threads(flags *f);                  /* --threads T */
 int load(flags *f, const char *path, pare_model **m); /* honours --tokenizer; 1 on error */
 int same_file(const char *a, const char *b);
+/* The calibration windows of the text file calib for m (calib NULL: none, cd left empty):
+ * nsamples windows of *seqlen tokens (capped at m's training context, written back), order
+ * "random" or "first". 1 on error, with the message printed; m is not freed. */
+int load_calib(const pare_model *m, const char *calib, long nsamples, long *seqlen, long seed, const char *order,
+               calib_data *cd);
 /* "N:M" with 0 < N < M <= 16; 1 (after the message) if not */
 int parse_nm(const char *s, int *n, int *m);
 /* load for running (ppl, generate, bench): then compress N:M-sparse block matrices as

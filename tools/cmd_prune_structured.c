@@ -118,18 +118,9 @@ int cmd_prune_structured(int argc, char **argv, const char *method) {
     if (same_file(out, f.pos[0])) return die("-o '%s' is the input model: pare never overwrites its input", out);
     pare_model *m;
     if (load(&f, f.pos[0], &m)) return 1;
-    if (seqlen > m->n_ctx_train && m->n_ctx_train > 0) seqlen = m->n_ctx_train;
+    if (o.method == SP_MAGNITUDE) calib = NULL; /* no calibration */
     calib_data cd = {0};
-    if (calib && o.method != SP_MAGNITUDE) {
-        if (!m->vocab) { pare_model_free(m); return die("%s", "the model has no tokenizer (give --tokenizer)"); }
-        if (calib_from_text(m->vocab, calib, (int)nsamples, (int)seqlen, (uint64_t)seed,
-                            !strcmp(order, "first") ? CALIB_FIRST : CALIB_RANDOM, &cd)) {
-            pare_model_free(m);
-            return die_st();
-        }
-    } else {
-        calib = NULL;
-    }
+    if (load_calib(m, calib, nsamples, &seqlen, seed, order, &cd)) { pare_model_free(m); return 1; }
     sprune_report rep;
     pare_status st = prune_structured(m, &cd, &o, !json, &rep);
     if (!st) st = pare_model_save(m, out, fmt);
