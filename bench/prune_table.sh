@@ -8,6 +8,7 @@
 # for calibration seeds SEEDS (mean and spread over seeds).
 #   sh bench/prune_table.sh [BUILD [OUTDIR]]    env: SEEDS="0 1 2" WIKI_WINDOWS=0 MODELS="brown stories"
 #                                               SEEDS_OTHER (seeds of the 4:8 and 50% rows; default SEEDS)
+#                                               PATTERNS (brown, "2:4 4:8 0.5"), STORIES_PATTERNS ("2:4 0.5")
 # Each run's perplexities are cached in OUTDIR (*.ppl-*): a rerun only computes what is missing.
 set -e
 B=${1:-build}
@@ -47,7 +48,9 @@ for model in $MODELS; do
         echo "|---|---|---|"
         echo "| dense | - | $(ppl "$M" "$T1" "$W1") |"
     fi
-    for pat in 2:4 4:8 0.5; do
+    pats=${PATTERNS:-"2:4 4:8 0.5"}
+    [ "$model" = stories ] && pats=${STORIES_PATTERNS:-"2:4 0.5"} # FFN width 172: no 4:8
+    for pat in $pats; do
         for meth in magnitude wanda sparsegpt esparse esparse-noent esparse-nogns esparse-nolbs; do
             case "$meth" in esparse-*) [ "$pat" = 0.5 ] && continue;; esac
             base=$meth; extra=""
