@@ -512,8 +512,8 @@ static void test_matmul_vs_naive(void **state) {
     (void)state;
     /* (rows, cols, n); 300 x 4128 spans two dequantized panels; 72 x 1056 x 7: whole 3 x 8
      * tiles of the AVX-512 prefill kernel over three column blocks (the last one ragged) and a
-     * token left over; 24 x 48 x 200: more than 64 token tiles; 150 x 1056 x 100: K in three
-     * chunks of the AVX-512 kernel (512, 512, 32), ten tiles and ten single rows in one call */
+     * token left over; 24 x 48 x 200: more than 64 token tiles; 150 x 1056 x 100: ten tiles
+     * of 14 rows and ten single rows, four token blocks with a ragged last one */
     const int64_t shapes[][3] = {{17, 160, 1}, {17, 160, 5}, {3, 32, 33}, {300, 4096 + 32, 3}, {5, 37, 4},
                                  {72, 1056, 7}, {24, 48, 200}, {150, 1056, 100}};
     for (int s = 0; s < 8; s++) {

@@ -223,16 +223,14 @@ void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const f
         const float *panel = NULL;
         int64_t ldp = cols;
         if (Xt) {
-            /* a group of tiles at a time: up to K_GEMM_BUF_FLOATS of rows dequantized into a
-             * buffer (a padded stride: a multiple of 4 KiB would put the rows' lines in one
-             * L1 set), then multiplied with every token block while they are cached */
+            /* tile by tile: K_GEMM_ROWS rows dequantized into an L2-sized buffer (a padded
+             * stride: a multiple of 4 KiB would put the rows' lines in one L1 set), then
+             * multiplied with every token block while they are there */
             const int64_t ld = cols + 16;
-            int64_t G = K_GEMM_BUF_FLOATS / ld / K_GEMM_ROWS * K_GEMM_ROWS;
-            if (G < K_GEMM_ROWS) G = K_GEMM_ROWS;
-            float *buf = k_scratch(K_SCRATCH_PANEL, (size_t)G * (size_t)ld * sizeof(float));
+            float *buf = k_scratch(K_SCRATCH_PANEL, (size_t)K_GEMM_ROWS * (size_t)ld * sizeof(float));
             if (buf) {
-                for (int64_t t0 = 0; t0 < p; t0 += G) {
-                    const int64_t pt = p - t0 < G ? p - t0 : G;
+                for (int64_t t0 = 0; t0 < p; t0 += K_GEMM_ROWS) {
+                    const int64_t pt = p - t0 < K_GEMM_ROWS ? p - t0 : K_GEMM_ROWS;
                     src->rows_f32(src->ctx, r0 + t0, pt, cols, ld, buf);
                     k_gemm_avx512(Xt, TB, n, buf, ld, pt, cols, Y + r0 + t0, rows);
                 }

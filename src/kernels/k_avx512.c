@@ -469,84 +469,58 @@ float k_fma_burst_avx512(int64_t iters) {
  * callers pad it). Xt holds each block of 32 tokens contiguously: block b at Xt + b K 32,
  * column k of the block at + 32 k.
  * The 16 tokens of an accumulator go to Y's column r with a masked scatter, once per tile.
- * Rows beyond a multiple of 14 take a one-row tile. K is cut into chunks (K_GEMM_XT_FLOATS of
- * Xt, all tokens, per chunk); within a chunk the token blocks are the outer loop and the
- * tiles of rows the inner one, so Xt's chunk is read from L2 by every tile and the rows'
- * chunk from L2 by every token block; between chunks the accumulators wait in a scratch
- * buffer. Each output is still one accumulator summed over k in order (stored and reloaded
- * exactly), so the result depends on the shapes alone. */
+ * Rows beyond a multiple of 14 take a one-row tile. The token blocks (32) are the outer loop
+ * so that their 32 columns of Xt stay in L2 while the panel's rows pass. Each output is one
+ * accumulator summed over k in order, so the result depends on the shapes alone. */
 #define GEMM_NR K_GEMM_ROWS
 #define GEMM_TB K_GEMM_TOKENS
 
 static inline __mmask16 lanes(int64_t left) { return left >= 16 ? (__mmask16)0xffff : tail_mask(left); }
 
-/* Accumulators of a tile for one block of 32 tokens: zero (first k chunk) or from acc */
-#define GEMM_LOAD(av, row)                                                                        \
-    do {                                                                                          \
-        for (int q_ = 0; q_ < GEMM_TB / 16; q_++)                                                 \
-            (av)[q_] = first ? _mm512_setzero_ps() : _mm512_load_ps(acc + ((bi * p) + (row)) * GEMM_TB + 16 * q_); \
-    } while (0)
-/* ... and after the chunk: to Y (last chunk: a masked scatter of each 16 tokens into Y's
- * column) or back to acc */
-#define GEMM_STORE(av, row)                                                                       \
-    do {                                                                                          \
-        for (int q_ = 0; q_ < GEMM_TB / 16; q_++) {                                               \
-            if (!last) _mm512_store_ps(acc + ((bi * p) + (row)) * GEMM_TB + 16 * q_, (av)[q_]);  \
-            else if (m[q_]) _mm512_mask_i32scatter_ps(Y + (t + 16 * q_) * ldy + (row), m[q_], col, (av)[q_], 4); \
-        }                                                                                         \
-    } while (0)
-
 void k_gemm_avx512(const float *Xt, int64_t ldt, int64_t n, const float *W, int64_t ldw, int64_t p, int64_t K, float *Y,
                    int64_t ldy) {
     const __m512i col = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32((int)ldy));
-    const int64_t nblk = (n + GEMM_TB - 1) / GEMM_TB;
-    /* K in chunks whose columns of Xt (all tokens) fit in L2 next to the rows' chunk, so that
-     * both are reused from cache: Xt by every tile of rows, W by every block of tokens */
-    int64_t kc = (int64_t)K_GEMM_XT_FLOATS / (nblk * GEMM_TB) / 16 * 16;
-    if (kc < 64) kc = 64;
-    float *acc = NULL;
-    if (kc < K && !(acc = k_scratch(K_SCRATCH_ACC, (size_t)(p * nblk * GEMM_TB) * sizeof(float)))) kc = K;
-    if (kc > K) kc = K;
-    for (int64_t k0 = 0; k0 < K; k0 += kc) {
-        const int64_t k1 = K - k0 < kc ? K : k0 + kc;
-        const int first = k0 == 0, last = k1 == K;
-        for (int64_t bi = 0; bi < nblk; bi++) {
-            const int64_t t = bi * GEMM_TB;
-            __mmask16 m[GEMM_TB / 16];
-            for (int q = 0; q < GEMM_TB / 16; q++) m[q] = n - t > 16 * q ? lanes(n - t - 16 * q) : 0;
-            const float *xb = Xt + bi * K * ldt + k0 * ldt;
-            int64_t r = 0;
-            for (; r + GEMM_NR <= p; r += GEMM_NR) {
-                __m512 a[GEMM_NR][GEMM_TB / 16];
+    for (int64_t t = 0; t < n; t += GEMM_TB) {
+        __mmask16 m[GEMM_TB / 16];
+        for (int q = 0; q < GEMM_TB / 16; q++) m[q] = n - t > 16 * q ? lanes(n - t - 16 * q) : 0;
+        const float *xb = Xt + (t / GEMM_TB) * K * ldt;
+        int64_t r = 0;
+        for (; r + GEMM_NR <= p; r += GEMM_NR) {
+            __m512 a[GEMM_NR][GEMM_TB / 16];
 #pragma GCC unroll 14
-                for (int j = 0; j < GEMM_NR; j++) GEMM_LOAD(a[j], r + j);
-                const float *w = W + r * ldw + k0, *x = xb;
-                for (int64_t k = k0; k < k1; k++, x += ldt, w++) {
-                    __m512 xv[GEMM_TB / 16];
+            for (int j = 0; j < GEMM_NR; j++)
 #pragma GCC unroll 4
-                    for (int q = 0; q < GEMM_TB / 16; q++) xv[q] = _mm512_loadu_ps(x + 16 * q);
+                for (int q = 0; q < GEMM_TB / 16; q++) a[j][q] = _mm512_setzero_ps();
+            const float *w = W + r * ldw, *x = xb;
+            for (int64_t k = 0; k < K; k++, x += ldt) {
+                __m512 xv[GEMM_TB / 16];
+#pragma GCC unroll 4
+                for (int q = 0; q < GEMM_TB / 16; q++) xv[q] = _mm512_loadu_ps(x + 16 * q);
 #pragma GCC unroll 14
-                    for (int j = 0; j < GEMM_NR; j++) {
-                        const __m512 bb = _mm512_set1_ps(w[j * ldw]);
+                for (int j = 0; j < GEMM_NR; j++) {
+                    const __m512 bb = _mm512_set1_ps(w[j * ldw + k]);
 #pragma GCC unroll 4
-                        for (int q = 0; q < GEMM_TB / 16; q++) a[j][q] = _mm512_fmadd_ps(xv[q], bb, a[j][q]);
-                    }
+                    for (int q = 0; q < GEMM_TB / 16; q++) a[j][q] = _mm512_fmadd_ps(xv[q], bb, a[j][q]);
                 }
+            }
 #pragma GCC unroll 14
-                for (int j = 0; j < GEMM_NR; j++) GEMM_STORE(a[j], r + j);
-            }
-            for (; r < p; r++) {
-                __m512 a[GEMM_TB / 16];
-                GEMM_LOAD(a, r);
-                const float *w = W + r * ldw, *x = xb;
-                for (int64_t k = k0; k < k1; k++, x += ldt) {
-                    const __m512 bb = _mm512_set1_ps(w[k]);
+            for (int j = 0; j < GEMM_NR; j++)
 #pragma GCC unroll 4
-                    for (int q = 0; q < GEMM_TB / 16; q++) a[q] = _mm512_fmadd_ps(_mm512_loadu_ps(x + 16 * q), bb, a[q]);
-                }
-                GEMM_STORE(a, r);
+                for (int q = 0; q < GEMM_TB / 16; q++)
+                    if (m[q]) _mm512_mask_i32scatter_ps(Y + (t + 16 * q) * ldy + r + j, m[q], col, a[j][q], 4);
+        }
+        for (; r < p; r++) {
+            __m512 a[GEMM_TB / 16];
+            for (int q = 0; q < GEMM_TB / 16; q++) a[q] = _mm512_setzero_ps();
+            const float *w = W + r * ldw, *x = xb;
+            for (int64_t k = 0; k < K; k++, x += ldt) {
+                const __m512 bb = _mm512_set1_ps(w[k]);
+#pragma GCC unroll 4
+                for (int q = 0; q < GEMM_TB / 16; q++) a[q] = _mm512_fmadd_ps(_mm512_loadu_ps(x + 16 * q), bb, a[q]);
             }
+            for (int q = 0; q < GEMM_TB / 16; q++)
+                if (m[q]) _mm512_mask_i32scatter_ps(Y + (t + 16 * q) * ldy + r, m[q], col, a[q], 4);
         }
     }
 }

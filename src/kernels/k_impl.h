@@ -96,7 +96,7 @@ pare_isa k_cpu_isa(void);
 
 /* Growing per-thread scratch buffers, freed when the thread exits; NULL if out of memory
  * (callers then take a path that needs none). 64-byte aligned. */
-enum { K_SCRATCH_X, K_SCRATCH_PANEL, K_SCRATCH_NM, K_SCRATCH_ACC, K_SCRATCH_N };
+enum { K_SCRATCH_X, K_SCRATCH_PANEL, K_SCRATCH_NM, K_SCRATCH_N };
 void *k_scratch(int slot, size_t bytes);
 
 /* The panel driver behind k_matmul and k_nm_matmul (see k_matmul for the scheme): W's rows
@@ -116,12 +116,6 @@ void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const f
  * (k_avx512.c; k_matmul_panels uses it in place of sgemm on AVX-512) */
 #ifndef K_GEMM_ROWS
 #define K_GEMM_ROWS 14   /* the kernel's register tile: weight rows ... */
-#endif
-#ifndef K_GEMM_XT_FLOATS
-#define K_GEMM_XT_FLOATS (1 << 16) /* floats of Xt per K chunk (256 KiB) */
-#endif
-#ifndef K_GEMM_BUF_FLOATS
-#define K_GEMM_BUF_FLOATS (1 << 18) /* floats of F32 rows decoded at once for it (1 MiB) */
 #endif
 #ifndef K_GEMM_TOKENS
 #define K_GEMM_TOKENS 32 /* ... x tokens (a multiple of 16): the block of Xt */
