@@ -517,6 +517,18 @@ static double mse(const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
     return s / (double)n;
 }
+/* m saved as GGUF and loaded back (the file removed again): the loaded model */
+static pare_model *gguf_roundtrip(const pare_model *m) {
+    char path[] = "/tmp/pare-test-quant-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(pare_model_save(m, path, "gguf"), PARE_OK);
+    pare_model *c;
+    assert_int_equal(pare_model_load(path, NULL, &c), PARE_OK);
+    unlink(path);
+    return c;
+}
 static pare_tensor *layer_mat(pare_layer *L, int k) {
     pare_tensor *t[7] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
     return t[k];
@@ -556,18 +568,11 @@ static void test_model_q8_0(void **state) {
     print_message("q8_0 model: max |logit diff| / max |logit| = %.3g\n", d);
     assert_true(d < 0.03);
     /* through a GGUF file and back: the same logits */
-    char path[] = "/tmp/pare-test-quant-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(pare_model_save(b, path, "gguf"), PARE_OK);
-    pare_model *c;
-    assert_int_equal(pare_model_load(path, NULL, &c), PARE_OK);
+    pare_model *c = gguf_roundtrip(b);
     assert_int_equal(c->layers[0].wq->type, PARE_TYPE_Q8_0);
     float *lc = logits_of(c, tok, N);
     assert_memory_equal(lb, lc, sizeof(float) * N * a->n_vocab);
     pare_model_free(c);
-    unlink(path);
     free(la); free(lb); free(lc);
     pare_model_free(a); pare_model_free(b);
 }
@@ -605,17 +610,10 @@ static void test_model_new_types_roundtrip(void **state) {
                 free(x); free(y);
             }
         float *lb = logits_of(b, tok, N);
-        char path[] = "/tmp/pare-test-quant-XXXXXX";
-        int fd = mkstemp(path);
-        assert_true(fd >= 0);
-        close(fd);
-        assert_int_equal(pare_model_save(b, path, "gguf"), PARE_OK);
-        pare_model *c;
-        assert_int_equal(pare_model_load(path, NULL, &c), PARE_OK);
+        pare_model *c = gguf_roundtrip(b);
         assert_int_equal(c->layers[1].w_down->type, want_type);
         float *lc = logits_of(c, tok, N);
         assert_memory_equal(lb, lc, sizeof(float) * N * a->n_vocab);
-        unlink(path);
         free(lb); free(lc);
         pare_model_free(a); pare_model_free(b); pare_model_free(c);
     }
