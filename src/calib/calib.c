@@ -203,7 +203,7 @@ pare_status runner_advance(calib_runner *r) {
         if (st) return st;
     }
     r->block++;
-    return PARE_OK;
+    return pare_inputs_unchanged(); /* a model rewritten under a long run: stop at this block */
 }
 
 pare_status runner_loss_from(calib_runner *r, int from, const unsigned char *skip, double *nll) {

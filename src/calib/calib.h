@@ -64,7 +64,8 @@ void runner_free(calib_runner *r);
  * statistics at each capture point: want[p] for p in FWD_*; st must hold FWD_N_POINTS
  * entries (zeroed the first time; a HIST pass reuses the MINMAX of the same entries). */
 pare_status runner_collect(calib_runner *r, const unsigned want[FWD_N_POINTS], int K, calib_stats *st);
-/* Re-run block l with its current weights; its outputs become the inputs of block l+1. */
+/* Re-run block l with its current weights; its outputs become the inputs of block l+1.
+ * Fails (naming the file) when an input file changed since it was mapped. */
 pare_status runner_advance(calib_runner *r);
 /* Total NLL (sum over windows of mean CE x (T-1)) of the current x through the remaining
  * blocks from `from` and the head, without changing x. Used by block-removal methods. */

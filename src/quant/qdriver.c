@@ -119,8 +119,7 @@ pare_status quant_model(pare_model *m, const calib_data *cd, const quant_opts *o
             free(W[k]);
         }
         for (int p = 0; p < FWD_N_POINTS; p++) calib_stats_free(&stats[p]);
-        if (!st && r) st = runner_advance(r);
-        if (!st) st = pare_inputs_unchanged(); /* a model rewritten under us: stop now */
+        if (!st) st = r ? runner_advance(r) : pare_inputs_unchanged(); /* (the runner checks the inputs too) */
         for (int k = 0; k < N_MATS && !st; k++) { /* block l is done until the output is written */
             const pare_tensor *t = layer_mat(L, k);
             if (t && !t->owned) pare_release_pages(t->data, t->nbytes);
