@@ -124,7 +124,22 @@ int load_engine(flags *f, const char *path, pare_model **m, pare_nm_summary *sum
     else if (!strcmp(sp, "q8")) want = PARE_TYPE_Q8_0;
     else if (!strcmp(sp, "off")) want = -1;
     else return die("unknown --sparse '%s' (auto, q8, off)", sp);
+    int vote = opt_bool(f, "--vote");
+    long ex = opt_int(f, "--exit", -1);
     if (load(f, path, m)) return 1;
+    if ((vote || ex >= 0) && !(*m)->n_exit) {
+        pare_model_free(*m); *m = NULL;
+        return die("%s: the model has no early exits (pare tune makes them)", path);
+    }
+    if (vote && ex >= 0) { pare_model_free(*m); *m = NULL; return die("%s", "--vote and --exit exclude each other"); }
+    if (ex >= (*m)->n_exit || ex < -1) {
+        int ne = (*m)->n_exit;
+        pare_model_free(*m); *m = NULL;
+        char msg[96];
+        snprintf(msg, sizeof msg, "--exit %ld: the model has exits 0..%d", ex, ne - 1);
+        return die("%s", msg);
+    }
+    if ((*m)->n_exit) (*m)->exit_mode = vote ? PARE_EXIT_VOTE : ex >= 0 ? (int)ex : PARE_EXIT_LAST;
     pare_nm_summary s = {0};
     if (want >= 0) {
         double t0 = pare_now();

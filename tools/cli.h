@@ -46,11 +46,17 @@ int load_engine(flags *f, const char *path, pare_model **m, pare_nm_summary *sum
     "                    and run by the sparse kernels: auto (default; values kept in their\n" \
     "                    type), q8 (8-bit values: smaller, faster, not exact), off (dense)\n"
 
+#define EXIT_HELP \
+    "  --vote            a model with early exits (pare tune): each position's distribution is\n" \
+    "                    the most confident exit's, p(v) = max_e p_e(v) renormalised\n" \
+    "                    (default: the last exit alone)\n" \
+    "  --exit K          a model with early exits: exit K alone (0 = the shallowest)\n"
 #define CMD(name) extern const char *name##_HELP; int cmd_##name(int argc, char **argv)
 CMD(info); CMD(ppl); CMD(generate); CMD(convert); CMD(synth); CMD(prune); CMD(train); CMD(bench);
 CMD(evalmc); CMD(makecloze); /* eval-mc, make-cloze (cmd_evalmc.c) */
 CMD(quantize);
 CMD(profile); CMD(compress); /* cmd_compress.c */
+CMD(tune);
 #undef CMD
 /* structured pruning (cmd_prune_structured.c): the --method value if it is one of its
  * methods, else NULL; cmd_prune hands those to cmd_prune_structured */

@@ -18,14 +18,16 @@ const char *ppl_HELP =
     "  --ctx N            window length in tokens (default 256)\n"
     "  --max-windows K    score only the first K windows (default: all)\n"
     SPARSE_HELP
+    EXIT_HELP
     "  --threads T        threads (default: all cores)\n"
     "  --json             one JSON object: ppl, nll, tokens, windows, scored, ctx, protocol, seconds\n"
     "\n"
     "example: pare ppl model.gguf --text wiki.test.raw --ctx 2048 --json\n";
 
 int cmd_ppl(int argc, char **argv) {
-    static const char *const valued[] = {"--text", "--ctx", "--max-windows", "--protocol", "--threads", "--tokenizer", "--sparse", NULL};
-    static const char *const booleans[] = {"--json", NULL};
+    static const char *const valued[] = {"--text", "--ctx", "--max-windows", "--protocol", "--threads", "--tokenizer", "--sparse",
+                                         "--exit", NULL};
+    static const char *const booleans[] = {"--json", "--vote", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;
     if (f.n_pos != 1) return die("%s", "expects one MODEL (see --help)");
@@ -77,6 +79,7 @@ const char *generate_HELP =
     "  --seed S        random seed (default 42): same seed, same text\n"
     "  --ignore-eos    keep going past the end-of-text token\n"
     SPARSE_HELP
+    EXIT_HELP
     "  --threads T     threads\n"
     "  --json          one JSON object: ids, text, tokens per second\n"
     "\n"
@@ -91,8 +94,9 @@ static void print_token(int32_t id, void *u) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    static const char *const valued[] = {"--prompt", "-n", "--temp", "--top-p", "--seed", "--threads", "--tokenizer", "--sparse", NULL};
-    static const char *const booleans[] = {"--json", "--ignore-eos", NULL};
+    static const char *const valued[] = {"--prompt", "-n", "--temp", "--top-p", "--seed", "--threads", "--tokenizer", "--sparse",
+                                         "--exit", NULL};
+    static const char *const booleans[] = {"--json", "--ignore-eos", "--vote", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;
     if (f.n_pos != 1) return die("%s", "expects one MODEL (see --help)");

@@ -37,6 +37,7 @@ const char *evalmc_HELP =
     "  --limit N        only the first N items\n"
     "  --ctx N          most tokens an item may use (default: the model's training context)\n"
     SPARSE_HELP
+    EXIT_HELP
     "  --threads T      threads (default: all cores)\n"
     "  --json           one JSON object: per task and subject n, acc, acc_stderr, acc_norm,\n"
     "                   acc_norm_stderr; the totals; tokens, fallbacks, truncated, seconds\n"
@@ -75,8 +76,9 @@ static void row(const char *indent, const pare_mc_group *g) {
 }
 
 int cmd_evalmc(int argc, char **argv) {
-    static const char *const valued[] = {"--tasks", "--format", "--limit", "--ctx", "--threads", "--tokenizer", "--sparse", NULL};
-    static const char *const booleans[] = {"--json", NULL};
+    static const char *const valued[] = {"--tasks", "--format", "--limit", "--ctx", "--threads", "--tokenizer", "--sparse",
+                                         "--exit", NULL};
+    static const char *const booleans[] = {"--json", "--vote", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;
     if (f.n_pos != 1) return die("%s", "expects one MODEL (see --help)");

@@ -216,6 +216,28 @@ static pare_status load_perms(const pare_gguf *g, pare_model *m) {
     return PARE_OK;
 }
 
+/* early exits (model.h): pare.exit.first / pare.exit.last, pare.lora.scale */
+static pare_status load_exits(const pare_gguf *g, pare_model *m) {
+    const gguf_kv *kf = gguf_find(g, "pare.exit.first"), *kl = gguf_find(g, "pare.exit.last");
+    if (!kf && !kl) return PARE_OK;
+    if (!kf || !kl || kf->type != GGUF_ARR || kl->type != GGUF_ARR || kf->arr_type != GGUF_I32 ||
+        kl->arr_type != GGUF_I32 || kf->n != kl->n || kf->n < 1 || kf->n > (uint64_t)m->n_layer)
+        return pare_fail(PARE_ERR_FORMAT, "%s: pare.exit.first / pare.exit.last are not int32 arrays of one length", g->path);
+    float scale;
+    const gguf_kv *ks = gguf_find(g, "pare.lora.scale");
+    if (!ks) return pare_fail(PARE_ERR_FORMAT, "%s: early exits without pare.lora.scale", g->path);
+    pare_status st = get_float(g, "pare.lora.scale", 1, 1e-30f, 1e30f, &scale);
+    if (st) return st;
+    int n = (int)kf->n;
+    int *fl = pare_malloc(2 * (size_t)n * sizeof(int));
+    if (!fl) return PARE_ERR_NOMEM;
+    memcpy(fl, kf->data, (size_t)n * sizeof(int32_t));
+    memcpy(fl + n, kl->data, (size_t)n * sizeof(int32_t));
+    st = model_setup_exits(m, n, fl, fl + n, scale);
+    free(fl);
+    return st;
+}
+
 pare_status model_load_gguf(const char *path, pare_model **out) {
     *out = NULL;
     pare_gguf *g = NULL;
@@ -325,6 +347,7 @@ pare_status model_load_gguf(const char *path, pare_model **out) {
     m->n_vocab = (int)te->ne[1];
     if ((st = model_bind(m))) goto fail;
     if ((st = load_perms(g, m))) goto fail;
+    if ((st = load_exits(g, m))) goto fail;
     if (gguf_find(g, "tokenizer.ggml.model") || gguf_find(g, "tokenizer.ggml.tokens")) {
         if ((st = vocab_from_gguf(g, &m->vocab))) goto fail;
         if (m->vocab->n_tokens > m->n_vocab) {
@@ -455,6 +478,16 @@ pare_status model_save_gguf(const pare_model *m, const char *path) {
             snprintf(key, sizeof key, "pare.blk.%d.perm_%s", l, k == 0 ? "attn" : k == 1 ? "o" : "ffn");
             gguf_w_arr_i32(w, key, pp[k], pn[k]);
         }
+    }
+
+    if (m->n_exit) {
+        int32_t *fl = pare_malloc(2 * (size_t)m->n_exit * sizeof(int32_t));
+        if (!fl) { st = PARE_ERR_NOMEM; goto done; }
+        for (int k = 0; k < m->n_exit; k++) { fl[k] = m->exits[k].first; fl[m->n_exit + k] = m->exits[k].last; }
+        gguf_w_arr_i32(w, "pare.exit.first", fl, (uint64_t)m->n_exit);
+        gguf_w_arr_i32(w, "pare.exit.last", fl + m->n_exit, (uint64_t)m->n_exit);
+        gguf_w_f32(w, "pare.lora.scale", m->lora_scale);
+        free(fl);
     }
 
     /* tensors in a fixed order: token_embd, each block, output_norm, output, then the rest */

@@ -29,6 +29,8 @@ pare_status model_remove_blocks(pare_model *m, const int *remove, int k) {
     int L = m->n_layer;
     if (k < 0 || (k > 0 && !remove)) return pare_fail(PARE_ERR_ARG, "model_remove_blocks: bad block list");
     if (k == 0) return PARE_OK;
+    if (m->n_exit)
+        return pare_fail(PARE_ERR_UNSUPPORTED, "%s: removing blocks of a model with early exits (merge it first: pare tune --merge)", path);
     if (k >= L) return pare_fail(PARE_ERR_ARG, "%s: cannot remove %d of %d blocks (at least one must remain)", path, k, L);
     int *newidx = pare_calloc((size_t)L, sizeof(int));
     if (!newidx) return PARE_ERR_NOMEM;

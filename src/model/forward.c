@@ -12,6 +12,7 @@
 #include "kernels/nm.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,9 @@ struct pare_ctx {
     /* scratch, sized for cap tokens */
     int cap;
     float *x, *xb, *q, *k, *v, *att, *g, *u;
-    int max_q, max_kv, max_ff;
+    float *xs, *lg, *lr;        /* early exits: the adapted stream, an exit's logits, LoRA x A^T */
+    int max_q, max_kv, max_ff, max_r;
+    int n_cache;                /* layers with a KV cache: the blocks, then the adapted copies */
     fwd_hook hook;              /* calibration: sees the input of every linear layer */
     void *hook_user;
 };
@@ -35,7 +38,8 @@ void ctx_set_hook(pare_ctx *c, fwd_hook hook, void *user) { c->hook = hook; c->h
 
 static void ctx_free_scratch(pare_ctx *c) {
     free(c->x); free(c->xb); free(c->q); free(c->k); free(c->v); free(c->att); free(c->g); free(c->u);
-    c->x = c->xb = c->q = c->k = c->v = c->att = c->g = c->u = NULL;
+    free(c->xs); free(c->lg); free(c->lr);
+    c->x = c->xb = c->q = c->k = c->v = c->att = c->g = c->u = c->xs = c->lg = c->lr = NULL;
     c->cap = 0;
 }
 
@@ -51,6 +55,15 @@ static pare_status ctx_reserve(pare_ctx *c, int n) {
     c->att = pare_calloc(N * (size_t)(c->max_q ? c->max_q : 1), sizeof(float));
     c->g = pare_calloc(N * (size_t)(c->max_ff ? c->max_ff : 1), sizeof(float));
     c->u = pare_calloc(N * (size_t)(c->max_ff ? c->max_ff : 1), sizeof(float));
+    if (c->m->n_exit) {
+        c->xs = pare_calloc(N * E, sizeof(float));
+        c->lg = pare_calloc(N * (size_t)c->m->n_vocab, sizeof(float));
+        c->lr = pare_calloc(N * (size_t)(c->max_r ? c->max_r : 1), sizeof(float));
+        if (!c->xs || !c->lg || !c->lr) {
+            ctx_free_scratch(c);
+            return pare_fail(PARE_ERR_NOMEM, "out of memory for activations of %d tokens", n);
+        }
+    }
     if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u) {
         ctx_free_scratch(c);
         return pare_fail(PARE_ERR_NOMEM, "out of memory for activations of %d tokens", n);
@@ -118,14 +131,17 @@ pare_status pare_ctx_new(const pare_model *m, int n_ctx, pare_ctx **out) {
     pare_ctx *c = pare_calloc(1, sizeof *c);
     if (!c) return PARE_ERR_NOMEM;
     c->m = m; c->n_ctx = n_ctx;
-    c->kcache = pare_calloc((size_t)(m->n_layer ? m->n_layer : 1), sizeof(float *));
-    c->vcache = pare_calloc((size_t)(m->n_layer ? m->n_layer : 1), sizeof(float *));
+    c->n_cache = m->n_layer + m->n_xlayer;
+    c->kcache = pare_calloc((size_t)(c->n_cache ? c->n_cache : 1), sizeof(float *));
+    c->vcache = pare_calloc((size_t)(c->n_cache ? c->n_cache : 1), sizeof(float *));
     c->freq = pare_calloc((size_t)m->head_dim / 2 + 1, sizeof(float));
     if (!c->kcache || !c->vcache || !c->freq) { pare_ctx_free(c); return PARE_ERR_NOMEM; }
     rope_freqs(m, c->freq);
-    for (int l = 0; l < m->n_layer; l++) {
+    for (int l = 0; l < c->n_cache; l++) {
         const pare_layer *L = &m->layers[l];
         int q = L->n_head * m->head_dim, kv = L->n_head_kv * m->head_dim;
+        for (int i = 0; i < PARE_N_LIN; i++)
+            if (L->lora_a[i] && L->lora_a[i]->ne[1] > c->max_r) c->max_r = (int)L->lora_a[i]->ne[1];
         if (q > c->max_q) c->max_q = q;
         if (kv > c->max_kv) c->max_kv = kv;
         if (L->n_ff > c->max_ff) c->max_ff = L->n_ff;
@@ -141,7 +157,7 @@ pare_status pare_ctx_new(const pare_model *m, int n_ctx, pare_ctx **out) {
 
 void pare_ctx_free(pare_ctx *c) {
     if (!c) return;
-    for (int l = 0; c->kcache && l < c->m->n_layer; l++) { free(c->kcache[l]); free(c->vcache[l]); }
+    for (int l = 0; c->kcache && l < c->n_cache; l++) { free(c->kcache[l]); free(c->vcache[l]); }
     free(c->kcache); free(c->vcache); free(c->freq);
     ctx_free_scratch(c);
     free(c);
@@ -220,6 +236,19 @@ static void attention(pare_ctx *c, int l, int n, int pos0) {
     openblas_set_num_threads(blas_threads);
 }
 
+/* Y (n x out) += scale (X A^T) B^T: the LoRA adapter of linear layer i of L, when it has one */
+static void lora_add(pare_ctx *c, const pare_layer *L, int i, const float *X, int n, float *Y) {
+    const pare_tensor *A = L->lora_a[i], *B = L->lora_b[i];
+    if (!A) return;
+    int in = (int)A->ne[0], r = (int)A->ne[1], out = (int)B->ne[1];
+    /* rank-r products are small: OpenBLAS's threads would cost more than they save */
+    int bt = openblas_get_num_threads();
+    if (bt != 1) openblas_set_num_threads(1);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, in, 1.0f, X, in, A->data, in, 0.0f, c->lr, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, r, L->lora_scale, c->lr, r, B->data, r, 1.0f, Y, out);
+    if (bt != 1) openblas_set_num_threads(bt);
+}
+
 pare_status block_forward(pare_ctx *c, int l, float *x, int n, int pos0) {
     const pare_model *m = c->m;
     const pare_layer *L = &m->layers[l];
@@ -231,8 +260,11 @@ pare_status block_forward(pare_ctx *c, int l, float *x, int n, int pos0) {
         for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, x + (size_t)t * E, L->attn_norm->data, E, m->norm_eps);
         HOOK(FWD_ATTN_IN, c->xb, E);
         linear(L->wq, c->xb, n, c->q);
+        lora_add(c, L, PARE_LIN_Q, c->xb, n, c->q);
         linear(L->wk, c->xb, n, c->k);
+        lora_add(c, L, PARE_LIN_K, c->xb, n, c->k);
         linear(L->wv, c->xb, n, c->v);
+        lora_add(c, L, PARE_LIN_V, c->xb, n, c->v);
         for (int t = 0; t < n; t++) {
             rope_apply(c->q + (size_t)t * qdim, L->n_head, hd, pos0 + t, c->freq);
             rope_apply(c->k + (size_t)t * kvdim, L->n_head_kv, hd, pos0 + t, c->freq);
@@ -242,6 +274,7 @@ pare_status block_forward(pare_ctx *c, int l, float *x, int n, int pos0) {
         attention(c, l, n, pos0);
         HOOK(FWD_O_IN, c->att, qdim);
         linear(L->wo, c->att, n, c->xb);
+        lora_add(c, L, PARE_LIN_O, c->att, n, c->xb);
         for (size_t i = 0; i < (size_t)n * E; i++) x[i] += c->xb[i];
     }
     if (L->n_ff > 0) {
@@ -249,13 +282,16 @@ pare_status block_forward(pare_ctx *c, int l, float *x, int n, int pos0) {
         for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, x + (size_t)t * E, L->ffn_norm->data, E, m->norm_eps);
         HOOK(FWD_FFN_IN, c->xb, E);
         linear(L->w_gate, c->xb, n, c->g);
+        lora_add(c, L, PARE_LIN_GATE, c->xb, n, c->g);
         linear(L->w_up, c->xb, n, c->u);
+        lora_add(c, L, PARE_LIN_UP, c->xb, n, c->u);
         for (size_t i = 0; i < (size_t)n * F; i++) {
             float g = c->g[i];
             c->g[i] = g / (1.0f + expf(-g)) * c->u[i];
         }
         HOOK(FWD_DOWN_IN, c->g, F);
         linear(L->w_down, c->g, n, c->xb);
+        lora_add(c, L, PARE_LIN_DOWN, c->g, n, c->xb);
         for (size_t i = 0; i < (size_t)n * E; i++) x[i] += c->xb[i];
     }
     return PARE_OK;
@@ -281,6 +317,62 @@ pare_status forward_head(pare_ctx *c, float *x, int n, float *logits) {
     return PARE_OK;
 }
 
+/* Early exits (METHODS.md 9 D): the backbone runs the blocks without adapters; exit k's
+ * stream starts from the backbone's state at the input of block first_k and runs the adapted
+ * copies of blocks first_k..last_k, then the exit's norm and head. */
+static void exit_head(pare_ctx *c, const pare_exit *e, const float *xs, int n, float *out) {
+    const pare_model *m = c->m;
+    int E = m->n_embd;
+    for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, xs + (size_t)t * E, e->norm->data, E, m->norm_eps);
+    linear(e->head, c->xb, n, out);
+}
+
+static pare_status forward_exits(pare_ctx *c, float *x, int n, int pos0, float *logits) {
+    const pare_model *m = c->m;
+    int mode = m->exit_mode, lo, hi, E = m->n_embd, V = m->n_vocab;
+    if (mode == PARE_EXIT_VOTE) { lo = 0; hi = m->n_exit - 1; }
+    else if (mode >= 0 && mode < m->n_exit) lo = hi = mode;
+    else if (mode == PARE_EXIT_LAST) lo = hi = m->n_exit - 1;
+    else return pare_fail(PARE_ERR_ARG, "exit %d: the model has exits 0..%d", mode, m->n_exit - 1);
+    int start = 0; /* the backbone runs up to the latest window start */
+    for (int k = lo; k <= hi; k++) if (m->exits[k].first > start) start = m->exits[k].first;
+    pare_status st = PARE_OK;
+    int seen = 0;
+    for (int l = 0; l <= start && !st; l++) {
+        for (int k = lo; k <= hi && !st; k++) {
+            const pare_exit *e = &m->exits[k];
+            if (e->first != l) continue;
+            memcpy(c->xs, x, (size_t)n * E * sizeof(float));
+            for (int j = 0; j <= e->last - e->first && !st; j++) st = block_forward(c, e->adapted + j, c->xs, n, pos0);
+            if (st || !logits) continue;
+            if (lo == hi) { exit_head(c, e, c->xs, n, logits); continue; }
+            /* voting: logits holds max_k p_k(v) until the end */
+            exit_head(c, e, c->xs, n, c->lg);
+            for (int t = 0; t < n; t++) {
+                float *lg = c->lg + (size_t)t * V, *p = logits + (size_t)t * V, mx = lg[0];
+                for (int v = 1; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
+                double den = 0;
+                for (int v = 0; v < V; v++) den += exp((double)(lg[v] - mx));
+                float inv = (float)(1.0 / den);
+                for (int v = 0; v < V; v++) {
+                    float pv = expf(lg[v] - mx) * inv;
+                    p[v] = !seen || pv > p[v] ? pv : p[v];
+                }
+            }
+            seen = 1;
+        }
+        if (l < start && !st) st = block_forward(c, l, x, n, pos0);
+    }
+    if (st || !logits || lo == hi) return st;
+    for (int t = 0; t < n; t++) { /* renormalise, return log p */
+        float *p = logits + (size_t)t * V;
+        double s = 0;
+        for (int v = 0; v < V; v++) s += p[v];
+        for (int v = 0; v < V; v++) p[v] = logf(fmaxf((float)(p[v] / s), FLT_MIN));
+    }
+    return PARE_OK;
+}
+
 pare_status pare_forward(pare_ctx *c, const int32_t *tokens, int n, int pos0, float *logits) {
     if (n <= 0 || pos0 < 0 || pos0 + n > c->n_ctx)
         return pare_fail(PARE_ERR_ARG, "positions %d..%d do not fit a context of %d", pos0, pos0 + n - 1, c->n_ctx);
@@ -288,6 +380,7 @@ pare_status pare_forward(pare_ctx *c, const int32_t *tokens, int n, int pos0, fl
     if (st) return st;
     float *x = c->x;
     if ((st = forward_embed(c, tokens, n, x))) return st;
+    if (c->m->n_exit) return forward_exits(c, x, n, pos0, logits);
     for (int l = 0; l < c->m->n_layer; l++)
         if ((st = block_forward(c, l, x, n, pos0))) return st;
     if (logits) return forward_head(c, x, n, logits);

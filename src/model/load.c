@@ -24,6 +24,7 @@ void pare_model_free(pare_model *m) {
             free(m->layers[i].perm_ffn);
         }
     free(m->layers);
+    free(m->exits);
     if (m->vocab) vocab_free(m->vocab);
     model_spill_free(m->spill);
     for (int i = 0; i < m->n_maps && i < (int)(sizeof m->maps / sizeof *m->maps); i++) pare_unmap(&m->maps[i]);

@@ -1,6 +1,7 @@
 /* model.c - the model description: tensors by name, layers bound to them, shapes checked. */
 #include "model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -181,5 +182,92 @@ pare_status model_spill_tensor(pare_model *m, pare_tensor *t, const void *data, 
     if (t->owned) free(t->data);
     else pare_release_pages(t->data, t->nbytes);
     t->data = nd; t->nbytes = nbytes; t->owned = owned;
+    return PARE_OK;
+}
+
+pare_status model_reserve_tensors(pare_model *m, int extra) {
+    if (extra <= 0) return PARE_OK;
+    pare_tensor *t = realloc(m->tensors, (size_t)(m->n_tensors + extra) * sizeof *t);
+    if (!t) return pare_fail(PARE_ERR_NOMEM, "out of memory");
+    m->tensors = t;
+    pare_status st = model_bind(m);
+    if (st) return st;
+    if (m->n_exit) {
+        /* the exits point into the array: set them up again over the same windows */
+        int n = m->n_exit, *fl = malloc(2 * (size_t)n * sizeof(int));
+        if (!fl) return pare_fail(PARE_ERR_NOMEM, "out of memory");
+        for (int k = 0; k < n; k++) { fl[k] = m->exits[k].first; fl[n + k] = m->exits[k].last; }
+        st = model_setup_exits(m, n, fl, fl + n, m->lora_scale);
+        free(fl);
+    }
+    return st;
+}
+
+void model_lin_name(int l, int i, char *buf, size_t cap) {
+    static const char *nm[PARE_N_LIN] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    snprintf(buf, cap, "blk.%d.%s.weight", l, nm[i]);
+}
+
+static const pare_tensor *lin_of(const pare_layer *L, int i) {
+    const pare_tensor *t[PARE_N_LIN] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
+    return t[i];
+}
+
+pare_status model_setup_exits(pare_model *m, int n, const int *first, const int *last, float lora_scale) {
+    const char *mp = mpath(m);
+    if (n < 1 || n > m->n_layer) return pare_fail(PARE_ERR_FORMAT, "%s: %d early exits for %d blocks", mp, n, m->n_layer);
+    if (!(lora_scale > 0) || !isfinite(lora_scale))
+        return pare_fail(PARE_ERR_FORMAT, "%s: LoRA scale %g", mp, (double)lora_scale);
+    int nx = 0;
+    for (int k = 0; k < n; k++) {
+        if (first[k] < 0 || first[k] > last[k] || last[k] >= m->n_layer || (k && last[k] <= last[k - 1]))
+            return pare_fail(PARE_ERR_FORMAT, "%s: exit %d has window %d..%d (blocks 0..%d, exits in increasing order)", mp,
+                             k, first[k], last[k], m->n_layer - 1);
+        nx += last[k] - first[k] + 1;
+    }
+    pare_exit *ex = pare_calloc((size_t)n, sizeof *ex);
+    pare_layer *ly = pare_calloc((size_t)(m->n_layer + nx), sizeof *ly);
+    if (!ex || !ly) { free(ex); free(ly); return PARE_ERR_NOMEM; }
+    memcpy(ly, m->layers, (size_t)m->n_layer * sizeof *ly);
+    int64_t E = m->n_embd, V = m->n_vocab;
+    char nm[128];
+    pare_status st = PARE_OK;
+    int at = m->n_layer, n_lora = 0;
+    for (int k = 0; k < n && !st; k++) {
+        ex[k].first = first[k]; ex[k].last = last[k]; ex[k].adapted = at;
+        snprintf(nm, sizeof nm, "exit.%d.norm.weight", k);
+        if ((st = need(m, nm, E, 0, false, &ex[k].norm))) break;
+        snprintf(nm, sizeof nm, "exit.%d.output.weight", k);
+        if ((st = need(m, nm, E, V, false, &ex[k].head))) break;
+        for (int l = first[k]; l <= last[k] && !st; l++, at++) {
+            pare_layer *A = &ly[at];
+            *A = m->layers[l];
+            A->perm_attn = A->perm_o = A->perm_ffn = NULL; /* owned by the block itself */
+            A->lora_scale = lora_scale;
+            for (int i = 0; i < PARE_N_LIN; i++) {
+                const pare_tensor *W = lin_of(A, i);
+                if (!W) continue;
+                char an[140], bn[140];
+                model_lin_name(l, i, nm, sizeof nm);
+                snprintf(an, sizeof an, "%s.lora_a", nm);
+                snprintf(bn, sizeof bn, "%s.lora_b", nm);
+                pare_tensor *a = model_find_tensor(m, an), *b = model_find_tensor(m, bn);
+                if (!a && !b) continue;
+                if (!a || !b || a->type != PARE_TYPE_F32 || b->type != PARE_TYPE_F32 || a->n_dims != 2 || b->n_dims != 2 ||
+                    a->ne[0] != W->ne[0] || b->ne[1] != W->ne[1] || a->ne[1] != b->ne[0] || a->ne[1] < 1) {
+                    st = pare_fail(PARE_ERR_FORMAT, "%s: LoRA adapter of '%s' is not an F32 pair [%lld, r], [r, %lld]", mp,
+                                   nm, (long long)W->ne[0], (long long)W->ne[1]);
+                    break;
+                }
+                A->lora_a[i] = a; A->lora_b[i] = b;
+                n_lora++;
+            }
+        }
+    }
+    if (st) { free(ex); free(ly); return st; }
+    free(m->exits);
+    free(m->layers);
+    m->layers = ly; m->exits = ex; m->n_exit = n; m->n_xlayer = nx; m->lora_scale = lora_scale;
+    (void)n_lora;
     return PARE_OK;
 }

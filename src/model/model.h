@@ -6,6 +6,9 @@
 #include "../core.h"
 #include "../tok/vocab.h"
 
+/* The seven linear layers of a block, in this order wherever they are listed. */
+enum { PARE_LIN_Q, PARE_LIN_K, PARE_LIN_V, PARE_LIN_O, PARE_LIN_GATE, PARE_LIN_UP, PARE_LIN_DOWN, PARE_N_LIN };
+
 typedef struct pare_layer {
     int n_head, n_head_kv, n_ff;   /* per layer: pruning changes them */
     pare_tensor *attn_norm;        /* [n_embd] */
@@ -22,7 +25,29 @@ typedef struct pare_layer {
      * N of each M. Saved in GGUF as the int32 arrays pare.blk.L.perm_{attn,o,ffn}, which
      * other readers ignore. (down's input order is folded into gate/up rows and down.) */
     int32_t *perm_attn, *perm_o, *perm_ffn;
+    /* LoRA adapters (F32 A [in -> r], B [r -> out]) of the linear layers (PARE_LIN_*), or
+     * NULL: y = W x + lora_scale B (A x). Only the adapted copies of blocks that an early-exit
+     * model keeps after layers[n_layer - 1] (model_setup_exits) have them. */
+    const pare_tensor *lora_a[PARE_N_LIN], *lora_b[PARE_N_LIN];
+    float lora_scale;
 } pare_layer;
+
+/* An early exit (Edge-LLM, METHODS.md 9 C-D): the exit reads the output of block `last`
+ * computed by the backbone up to block `first` and then by blocks first..last with their
+ * LoRA adapters (the adapted copies layers[adapted .. adapted + last - first]), through its
+ * own norm and head. In GGUF: tensors exit.K.norm.weight [n_embd], exit.K.output.weight
+ * [n_embd, n_vocab], blk.L.<linear>.weight.lora_a [in, r] / .lora_b [r, out], and the keys
+ * pare.exit.first / pare.exit.last (int32 arrays) and pare.lora.scale (alpha / r). */
+typedef struct pare_exit {
+    int first, last;
+    int adapted;
+    pare_tensor *norm, *head;
+} pare_exit;
+
+/* What pare_forward returns for a model with exits (pare_model.exit_mode). */
+enum { PARE_EXIT_LAST = -1, /* the last exit's distribution (the default) */
+       PARE_EXIT_VOTE = -2  /* p(v) = max over exits of p_e(v), renormalised (returned as log p) */
+       /* k >= 0: exit k alone */ };
 
 enum { PARE_ROPE_SCALING_NONE = 0, PARE_ROPE_SCALING_LLAMA3 = 1, PARE_ROPE_SCALING_LINEAR = 2 };
 
@@ -40,6 +65,11 @@ struct pare_model {
     int n_tensors;
     pare_tensor *tensors;          /* all tensors; the pointers above point into this array */
     pare_vocab *vocab;             /* may be NULL (no tokenizer found) */
+    /* early exits (model_setup_exits), in order of `last`; none when n_exit == 0 */
+    int n_exit, n_xlayer;          /* exits; adapted block copies after layers[n_layer - 1] */
+    pare_exit *exits;
+    float lora_scale;
+    int exit_mode;                 /* PARE_EXIT_* or an exit index */
     /* storage */
     int n_maps;
     pare_map maps[64];
@@ -54,6 +84,14 @@ pare_model *model_new(int n_layer, int n_tensors);
 pare_tensor *model_add_tensor(pare_model *m, const char *name, int type, int n_dims,
                               const int64_t *ne, void *data, size_t nbytes, int owned);
 pare_tensor *model_find_tensor(const pare_model *m, const char *name);
+/* Room for extra more tensors (the array moves: every tensor pointer is rebound). */
+pare_status model_reserve_tensors(pare_model *m, int extra);
+/* Early exits from the model's exit.K.* and .lora_a/.lora_b tensors: exit k reads block
+ * last[k] with adapters in blocks first[k]..last[k] (last strictly increasing). Makes the
+ * adapted block copies; replaces exits set up before. */
+pare_status model_setup_exits(pare_model *m, int n, const int *first, const int *last, float lora_scale);
+/* Name of linear layer i (PARE_LIN_*) of block l: "blk.L.attn_q.weight" ... */
+void model_lin_name(int l, int i, char *buf, size_t cap);
 /* Give a tensor new bytes without keeping them in memory: data (nbytes) is written to the
  * model's spill file (a temporary file, gone when the model is freed) and t points at a
  * read-only mapping of it, so its pages can be released (pare_release_pages) and fault back

@@ -53,6 +53,14 @@ typedef struct TN(tnet) {
     TN(tparam) *params;
     int n_params, cap_params;
     int max_q, max_kv, max_ff, max_r;
+    int n_run;           /* blocks 0..n_run-1 run, the rest are skipped (an early exit; 0: all) */
+    /* When set, the blocks below the lowest trained sub-block (which keep no activations) run
+     * through this instead of the net's own weights, which they then need not have: x is
+     * [B*T x n_embd], in place. (Edge-LLM tuning runs them on the inference engine's
+     * compressed weights.) Blocks at or past n_run need no weights either. */
+    pare_status (*frozen_fwd)(void *user, int layer, TNET_R *x, int B, int T);
+    void *frozen_user;
+    int res_run;         /* the n_run the buffers were reserved for */
     int lowest;          /* lowest sub-block with a trained parameter: 2l (attention of block
                             l), 2l+1 (its MLP), -1 the embedding, 2 n_layer the head only,
                             INT_MAX nothing (set by tnet_reserve) */
@@ -84,6 +92,9 @@ TNET_R *TN(tnet_alloc)(TN(tnet) *n, size_t count);
 /* After the slots point at memory: tie the head, find the lowest trained sub-block and
  * allocate activations for batches up to B sequences of T tokens. */
 pare_status TN(tnet_reserve)(TN(tnet) *n, int B, int T);
+/* The bytes tnet_reserve(n, B, T) would hold for activations and scratch with the trained
+ * slots and n_run as they are now (parameters and their gradients not counted). */
+size_t TN(tnet_plan_bytes)(TN(tnet) *n, int B, int T);
 
 /* Forward pass of B sequences of T tokens (positions 0..T-1 each), in[b*T + t]. tgt (may be
  * NULL) holds the next tokens (negative: not scored); *nll gets the sum of -log p(tgt) and

@@ -445,17 +445,13 @@ pare_status TN(tnet_own_params)(TN(tnet) *n, const pare_model *m, int trainable,
 
 static int TN(lin_trained)(const TN(tlin) *L) { return L->gw || L->ga || L->gb; }
 
-pare_status TN(tnet_reserve)(TN(tnet) *n, int B, int T) {
-    if (B < 1 || T < 1) return pare_fail(PARE_ERR_ARG, "training: batch %d x %d tokens", B, T);
-    for (int i = 0; i < n->n_params; i++)
-        if (!*n->params[i].w) return pare_fail(PARE_ERR_ARG, "training: parameter '%s' has no values", n->params[i].name);
-    if (n->tied) { n->head.w = n->emb; n->head.gw = n->g_emb; }
-    /* the lowest sub-block that trains something */
+/* the lowest sub-block that trains something (see tnet.lowest), among the blocks run */
+static int TN(find_lowest)(const TN(tnet) *n, int run) {
     int lowest = INT_MAX;
     if (n->out_norm && n->g_out_norm) lowest = 2 * n->n_layer;
     if (TN(lin_trained)(&n->head)) lowest = 2 * n->n_layer;
-    for (int l = n->n_layer - 1; l >= 0; l--) {
-        TN(tlayer) *L = &n->layers[l];
+    for (int l = run - 1; l >= 0; l--) {
+        const TN(tlayer) *L = &n->layers[l];
         if (L->n_ff > 0 && (L->g_ffn_norm || TN(lin_trained)(&L->gate) || TN(lin_trained)(&L->up) ||
                             TN(lin_trained)(&L->down)))
             lowest = 2 * l + 1;
@@ -464,25 +460,50 @@ pare_status TN(tnet_reserve)(TN(tnet) *n, int B, int T) {
             lowest = 2 * l;
     }
     if (n->g_emb) lowest = -1;
-    if (n->capB && n->lowest == lowest && B * (size_t)T <= (size_t)n->capB * n->capT && T <= n->capT) return PARE_OK;
-    n->lowest = lowest;
-    /* buffers owned by the net but not parameters: drop and allocate anew. Parameters
-     * allocated with tnet_alloc sit in the same list, so keep those. */
-    void **keep = NULL;
-    int n_keep = 0;
-    if (n->n_bufs) {
-        keep = malloc((size_t)n->n_bufs * sizeof *keep);
-        if (!keep) return pare_fail(PARE_ERR_NOMEM, "out of memory");
-        for (int i = 0; i < n->n_bufs; i++) {
-            int is_param = 0;
-            for (int j = 0; j < n->n_params && !is_param; j++)
-                is_param = n->bufs[i] == (void *)*n->params[j].w || n->bufs[i] == (void *)*n->params[j].gw;
-            if (is_param) keep[n_keep++] = n->bufs[i];
-            else free(n->bufs[i]);
+    return lowest;
+}
+
+/* Allocate (plan == NULL) or count into *plan the activations and scratch of a B x T batch.
+ * One routine for both, so the memory plan is what is allocated. */
+static pare_status TN(reserve_impl)(TN(tnet) *n, int B, int T, size_t *plan) {
+    if (B < 1 || T < 1) return pare_fail(PARE_ERR_ARG, "training: batch %d x %d tokens", B, T);
+    int run = n->n_run > 0 && n->n_run < n->n_layer ? n->n_run : n->n_layer;
+    int lowest = TN(find_lowest)(n, run);
+    if (!plan) {
+        for (int i = 0; i < n->n_params; i++) {
+            if (*n->params[i].w) continue;
+            int l;
+            if (sscanf(n->params[i].name, "blk.%d.", &l) == 1 && (l >= run || (n->frozen_fwd && 2 * l + 1 < lowest)))
+                continue; /* not run, or run by frozen_fwd */
+            return pare_fail(PARE_ERR_ARG, "training: parameter '%s' has no values", n->params[i].name);
         }
-        for (int i = 0; i < n_keep; i++) n->bufs[i] = keep[i];
-        n->n_bufs = n_keep;
-        free(keep);
+        if (n->tied) { n->head.w = n->emb; n->head.gw = n->g_emb; }
+    }
+    if (plan) *plan = 0;
+    else {
+        if (n->capB && n->lowest == lowest && n->res_run == run && B * (size_t)T <= (size_t)n->capB * n->capT &&
+            T <= n->capT)
+            return PARE_OK;
+        n->lowest = lowest;
+        n->res_run = run;
+        /* buffers owned by the net but not parameters: drop and allocate anew. Parameters
+         * allocated with tnet_alloc sit in the same list, so keep those. */
+        void **keep = NULL;
+        int n_keep = 0;
+        if (n->n_bufs) {
+            keep = malloc((size_t)n->n_bufs * sizeof *keep);
+            if (!keep) return pare_fail(PARE_ERR_NOMEM, "out of memory");
+            for (int i = 0; i < n->n_bufs; i++) {
+                int is_param = 0;
+                for (int j = 0; j < n->n_params && !is_param; j++)
+                    is_param = n->bufs[i] == (void *)*n->params[j].w || n->bufs[i] == (void *)*n->params[j].gw;
+                if (is_param) keep[n_keep++] = n->bufs[i];
+                else free(n->bufs[i]);
+            }
+            for (int i = 0; i < n_keep; i++) n->bufs[i] = keep[i];
+            n->n_bufs = n_keep;
+            free(keep);
+        }
     }
     size_t N = (size_t)B * T, E = (size_t)n->n_embd;
     size_t Q = (size_t)(n->max_q ? n->max_q : 1), KVd = (size_t)(n->max_kv ? n->max_kv : 1);
@@ -490,22 +511,33 @@ pare_status TN(tnet_reserve)(TN(tnet) *n, int B, int T) {
     size_t V = (size_t)n->n_vocab, half = (size_t)n->head_dim / 2;
     int maxH = 1;
     for (int l = 0; l < n->n_layer; l++) if (n->layers[l].n_head > maxH) maxH = n->layers[l].n_head;
-    n->chunk = (int)((size_t)(1 << 20) / V);
-    if (n->chunk < 16) n->chunk = 16;
-    if ((size_t)n->chunk > N) n->chunk = (int)N;
-    size_t C = (size_t)n->chunk;
-#define ALLOC(ptr, cnt) if (!((ptr) = TN(tnet_alloc)(n, (cnt)))) return PARE_ERR_NOMEM
-    ALLOC(n->cs, (size_t)T * half + 1); ALLOC(n->sn, (size_t)T * half + 1);
-    ALLOC(n->x, N * E); ALLOC(n->xf, N * E); ALLOC(n->rstdf, N); ALLOC(n->xnf, N * E);
-    ALLOC(n->dx, N * E); ALLOC(n->dxn, N * E); ALLOC(n->tmp, N * E);
-    ALLOC(n->dq, N * Q); ALLOC(n->dk, N * KVd); ALLOC(n->dv, N * KVd); ALLOC(n->dout, N * Q);
-    ALLOC(n->h, N * F); ALLOC(n->dh, N * F); ALLOC(n->dg, N * F); ALLOC(n->du, N * F);
-    ALLOC(n->lt, (N > C ? N : C) * RR);
-    n->nws = omp_get_max_threads();
-    ALLOC(n->ws, (size_t)n->nws * TNET_ATTN_WS(T));
-    ALLOC(n->logit, C * V);
-    n->nll = (double *)TN(tnet_alloc)(n, (N * sizeof(double) + sizeof(R) - 1) / sizeof(R));
-    if (!n->nll) return PARE_ERR_NOMEM;
+    int chunk = (int)((size_t)(1 << 20) / V);
+    if (chunk < 16) chunk = 16;
+    if ((size_t)chunk > N) chunk = (int)N;
+    size_t C = (size_t)chunk;
+    int nws = omp_get_max_threads();
+    if (!plan) n->chunk = chunk;
+#define ALLOC(ptr, cnt)                                                               \
+    do {                                                                              \
+        size_t cnt_ = (cnt);                                                          \
+        if (plan) { *plan += (cnt_ ? cnt_ : 1) * sizeof(R); (ptr) = NULL; }           \
+        else if (!((ptr) = TN(tnet_alloc)(n, cnt_))) return PARE_ERR_NOMEM;           \
+    } while (0)
+    R *cs, *sn, *x, *xf, *rstdf, *xnf, *dx, *dxn, *tmp, *dq, *dk, *dv, *dout, *h, *dh, *dg, *du, *lt, *ws, *logit, *nll;
+    ALLOC(cs, (size_t)T * half + 1); ALLOC(sn, (size_t)T * half + 1);
+    ALLOC(x, N * E); ALLOC(xf, N * E); ALLOC(rstdf, N); ALLOC(xnf, N * E);
+    ALLOC(dx, N * E); ALLOC(dxn, N * E); ALLOC(tmp, N * E);
+    ALLOC(dq, N * Q); ALLOC(dk, N * KVd); ALLOC(dv, N * KVd); ALLOC(dout, N * Q);
+    ALLOC(h, N * F); ALLOC(dh, N * F); ALLOC(dg, N * F); ALLOC(du, N * F);
+    ALLOC(lt, (N > C ? N : C) * RR);
+    ALLOC(ws, (size_t)nws * TNET_ATTN_WS(T));
+    ALLOC(logit, C * V);
+    ALLOC(nll, (N * sizeof(double) + sizeof(R) - 1) / sizeof(R));
+    if (!plan) {
+        n->cs = cs; n->sn = sn; n->x = x; n->xf = xf; n->rstdf = rstdf; n->xnf = xnf; n->dx = dx; n->dxn = dxn;
+        n->tmp = tmp; n->dq = dq; n->dk = dk; n->dv = dv; n->dout = dout; n->h = h; n->dh = dh; n->dg = dg;
+        n->du = du; n->lt = lt; n->ws = ws; n->nws = nws; n->logit = logit; n->nll = (double *)nll;
+    }
     /* shared scratch for the blocks whose activations are not kept */
     TN(tlayer) sc;
     memset(&sc, 0, sizeof sc);
@@ -515,10 +547,12 @@ pare_status TN(tnet_reserve)(TN(tnet) *n, int B, int T) {
     R *sc_xa;
     ALLOC(sc_xa, N * RR);
     for (int l = 0; l < n->n_layer; l++) {
-        TN(tlayer) *L = &n->layers[l];
-        L->saved = lowest != INT_MAX && 2 * l + 1 >= lowest;
+        TN(tlayer) *L = &n->layers[l], tmpL, *D = plan ? &tmpL : L;
+        if (plan) tmpL = *L;
+        D->saved = lowest != INT_MAX && 2 * l + 1 >= lowest && l < run;
         size_t qd = (size_t)L->n_head * n->head_dim, kvd = (size_t)L->n_head_kv * n->head_dim, ff = (size_t)L->n_ff;
-        if (!L->saved) {
+        if (!D->saved) {
+            if (plan) continue;
             L->x_in = L->x_mid = NULL;
             L->xn1 = sc.xn1; L->rstd1 = sc.rstd1; L->q = sc.q; L->k = sc.k; L->v = sc.v; L->o = sc.o;
             L->lse = sc.lse; L->xn2 = sc.xn2; L->rstd2 = sc.rstd2; L->g = sc.g; L->u = sc.u;
@@ -527,22 +561,35 @@ pare_status TN(tnet_reserve)(TN(tnet) *n, int B, int T) {
             continue;
         }
         if (L->n_head > 0) {
-            ALLOC(L->x_in, N * E); ALLOC(L->rstd1, N); ALLOC(L->xn1, N * E); ALLOC(L->q, N * qd);
-            ALLOC(L->k, N * kvd); ALLOC(L->v, N * kvd); ALLOC(L->o, N * qd); ALLOC(L->lse, (size_t)B * L->n_head * T);
-            TN(tlin) *lins[4] = {&L->wq, &L->wk, &L->wv, &L->wo};
+            ALLOC(D->x_in, N * E); ALLOC(D->rstd1, N); ALLOC(D->xn1, N * E); ALLOC(D->q, N * qd);
+            ALLOC(D->k, N * kvd); ALLOC(D->v, N * kvd); ALLOC(D->o, N * qd); ALLOC(D->lse, (size_t)B * L->n_head * T);
+            TN(tlin) *lins[4] = {&D->wq, &D->wk, &D->wv, &D->wo};
             for (int i = 0; i < 4; i++) if (lins[i]->r) ALLOC(lins[i]->xa, N * lins[i]->r);
         }
         if (L->n_ff > 0) {
-            ALLOC(L->x_mid, N * E); ALLOC(L->rstd2, N); ALLOC(L->xn2, N * E); ALLOC(L->g, N * ff); ALLOC(L->u, N * ff);
-            TN(tlin) *lins[3] = {&L->gate, &L->up, &L->down};
+            ALLOC(D->x_mid, N * E); ALLOC(D->rstd2, N); ALLOC(D->xn2, N * E); ALLOC(D->g, N * ff); ALLOC(D->u, N * ff);
+            TN(tlin) *lins[3] = {&D->gate, &D->up, &D->down};
             for (int i = 0; i < 3; i++) if (lins[i]->r) ALLOC(lins[i]->xa, N * lins[i]->r);
         }
     }
-    if (n->head.r) ALLOC(n->head.xa, C * n->head.r);
+    if (n->head.r) {
+        R *hxa;
+        ALLOC(hxa, C * n->head.r);
+        if (!plan) n->head.xa = hxa;
+    }
 #undef ALLOC
+    if (plan) return PARE_OK;
     n->capB = B; n->capT = T;
     TN(top_rope_tables)(n->cs, n->sn, T, n->head_dim, n->freq);
     return PARE_OK;
+}
+
+pare_status TN(tnet_reserve)(TN(tnet) *n, int B, int T) { return TN(reserve_impl)(n, B, T, NULL); }
+
+size_t TN(tnet_plan_bytes)(TN(tnet) *n, int B, int T) {
+    size_t b = 0;
+    if (TN(reserve_impl)(n, B, T, &b)) return 0;
+    return b;
 }
 
 static void TN(add_into)(R *x, const R *y, size_t cnt) {
@@ -626,8 +673,16 @@ static pare_status TN(run)(TN(tnet) *n, const int32_t *in, const int32_t *tgt, i
         if (tgt && tgt[i] >= V) return pare_fail(PARE_ERR_ARG, "target id %d out of range (vocabulary has %d)", tgt[i], V);
     }
     grad = grad && n->lowest != INT_MAX && tgt;
+    int run = n->res_run;
     TN(top_embed_fwd)(n->x, n->emb, in, N, E);
-    for (int l = 0; l < n->n_layer; l++) TN(block_fwd)(n, &n->layers[l], B, T, grad && n->layers[l].saved);
+    for (int l = 0; l < run; l++) {
+        if (n->frozen_fwd && !n->layers[l].saved) {
+            pare_status st = n->frozen_fwd(n->frozen_user, l, n->x, B, T);
+            if (st) return st;
+            continue;
+        }
+        TN(block_fwd)(n, &n->layers[l], B, T, grad && n->layers[l].saved);
+    }
     size_t NE = (size_t)N * E;
     if (grad) memcpy(n->xf, n->x, NE * sizeof(R));
     TN(top_rmsnorm_fwd)(n->xnf, n->rstdf, n->x, n->out_norm, N, E, n->eps);
@@ -652,7 +707,7 @@ static pare_status TN(run)(TN(tnet) *n, const int32_t *in, const int32_t *tgt, i
     memset(n->dx, 0, NE * sizeof(R));
     TN(top_rmsnorm_bwd)(n->lowest < 2 * n->n_layer ? n->dx : NULL, n->g_out_norm, n->dxn, n->xf, n->out_norm, n->rstdf,
                         N, E);
-    for (int l = n->n_layer - 1; l >= 0 && 2 * l + 1 >= n->lowest; l--) TN(block_bwd)(n, &n->layers[l], l, B, T);
+    for (int l = run - 1; l >= 0 && 2 * l + 1 >= n->lowest; l--) TN(block_bwd)(n, &n->layers[l], l, B, T);
     if (n->g_emb) TN(top_embed_bwd)(n->g_emb, n->dx, in, N, E);
     return PARE_OK;
 }

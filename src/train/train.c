@@ -91,7 +91,7 @@ static int in_window(const train_opts *o, const char *name) {
 }
 
 /* Make a model tensor an owned F32 array (dequantized or copied when it is not already). */
-static pare_status own_f32(pare_tensor *t) {
+pare_status train_own_f32(pare_tensor *t) {
     if (t->type == PARE_TYPE_F32 && t->owned) return PARE_OK;
     int64_t cols = t->ne[0], rows = pare_tensor_nelem(t) / (cols ? cols : 1);
     size_t nb;
@@ -166,7 +166,7 @@ pare_status train_new(pare_model *m, const train_opts *o, int B, int T, train_st
             }
             trained = !(p->lin && p->lin->r) && !matches(ts->freeze, p->name) && in_window(&ts->o, p->name);
             if (trained) {
-                if ((st = own_f32(t))) break;
+                if ((st = train_own_f32(t))) break;
                 *p->w = t->data;
             } else if (t->type == PARE_TYPE_F32) {
                 *p->w = t->data; /* read only */
@@ -237,6 +237,36 @@ static void split_rows(train_state *ts, const int32_t *rows, int B) {
     }
 }
 
+void train_adamw(const train_opts *o, double lr, int64_t step, float coef, int decay, float *w, const float *g, float *m,
+                 float *v, size_t n) {
+    double t = (double)step;
+    float bc1 = (float)(1 - pow(o->beta1, t)), bc2s = (float)sqrt(1 - pow(o->beta2, t));
+    float b1 = o->beta1, b2 = o->beta2, eps = o->eps, step_size = (float)(lr / bc1);
+    /* PyTorch AdamW: w *= 1 - lr wd; m, v moving averages; w -= lr/bc1 m / (sqrt(v)/sqrt(bc2) + eps) */
+    float dec = decay ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
+    #pragma omp parallel for schedule(static)
+    for (size_t j = 0; j < n; j++) {
+        float gj = g[j] * coef;
+        m[j] = b1 * m[j] + (1 - b1) * gj;
+        v[j] = b2 * v[j] + (1 - b2) * gj * gj;
+        w[j] = w[j] * dec - step_size * m[j] / (sqrtf(v[j]) / bc2s + eps);
+    }
+}
+
+double train_sumsq(const float *g, size_t n, double *partial) {
+    int64_t nch = (int64_t)((n + NORM_CHUNK - 1) / NORM_CHUNK);
+    #pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < nch; c++) {
+        size_t j0 = (size_t)c * NORM_CHUNK, j1 = j0 + NORM_CHUNK < n ? j0 + NORM_CHUNK : n;
+        double s = 0;
+        for (size_t j = j0; j < j1; j++) s += (double)g[j] * g[j];
+        partial[c] = s;
+    }
+    double ss = 0;
+    for (int64_t c = 0; c < nch; c++) ss += partial[c];
+    return ss;
+}
+
 pare_status train_step(train_state *ts, const int32_t *tokens, train_info *info) {
     const train_opts *o = &ts->o;
     int B = ts->B, T = ts->T;
@@ -254,36 +284,13 @@ pare_status train_step(train_state *ts, const int32_t *tokens, train_info *info)
     }
     /* global gradient norm: chunk sums in a fixed order */
     double ss = 0;
-    for (int i = 0; i < ts->n_tr; i++) {
-        const tr_param *q = &ts->tr[i];
-        int64_t nch = (int64_t)((q->n + NORM_CHUNK - 1) / NORM_CHUNK);
-        #pragma omp parallel for schedule(static)
-        for (int64_t c = 0; c < nch; c++) {
-            size_t j0 = (size_t)c * NORM_CHUNK, j1 = j0 + NORM_CHUNK < q->n ? j0 + NORM_CHUNK : q->n;
-            double s = 0;
-            for (size_t j = j0; j < j1; j++) s += (double)q->g[j] * q->g[j];
-            ts->partial[c] = s;
-        }
-        for (int64_t c = 0; c < nch; c++) ss += ts->partial[c];
-    }
+    for (int i = 0; i < ts->n_tr; i++) ss += train_sumsq(ts->tr[i].g, ts->tr[i].n, ts->partial);
     double norm = sqrt(ss);
     float coef = (o->grad_clip > 0 && norm > o->grad_clip) ? (float)(o->grad_clip / (norm + 1e-6)) : 1.0f;
     double lr = train_lr_at(o, ts->step);
-    double t = (double)(ts->step + 1);
-    float bc1 = (float)(1 - pow(o->beta1, t)), bc2s = (float)sqrt(1 - pow(o->beta2, t));
-    float b1 = o->beta1, b2 = o->beta2, eps = o->eps, step_size = (float)(lr / bc1);
     for (int i = 0; i < ts->n_tr; i++) {
         const tr_param *q = &ts->tr[i];
-        /* PyTorch AdamW: w *= 1 - lr wd; m, v moving averages; w -= lr/bc1 m / (sqrt(v)/sqrt(bc2) + eps) */
-        float decay = q->decay ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
-        float *w = q->w, *g = q->g, *mm = q->m, *vv = q->v;
-        #pragma omp parallel for schedule(static)
-        for (size_t j = 0; j < q->n; j++) {
-            float gj = g[j] * coef;
-            mm[j] = b1 * mm[j] + (1 - b1) * gj;
-            vv[j] = b2 * vv[j] + (1 - b2) * gj * gj;
-            w[j] = w[j] * decay - step_size * mm[j] / (sqrtf(vv[j]) / bc2s + eps);
-        }
+        train_adamw(o, lr, ts->step + 1, coef, q->decay, q->w, q->g, q->m, q->v, q->n);
     }
     ts->step++;
     if (info) {
@@ -320,7 +327,7 @@ pare_status train_merge_lora(train_state *ts) {
         tlin_f *L = p->lin;
         pare_tensor *t = model_find_tensor(ts->m, p->name);
         if (!t) return pare_fail(PARE_ERR_ARG, "LoRA merge: no tensor '%s' in the model", p->name);
-        pare_status st = own_f32(t);
+        pare_status st = train_own_f32(t);
         if (st) return st;
         float *W = t->data;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L->out, L->in, L->r, L->scale, L->b, L->r, L->a, L->in,

@@ -52,6 +52,15 @@ void train_free(train_state *ts);
 /* One optimizer step. tokens: accum micro-batches, each B rows of T+1 tokens (inputs are
  * a row's first T tokens, targets its last T). */
 pare_status train_step(train_state *ts, const int32_t *tokens, train_info *info);
+/* The update of one trained tensor of n values by AdamW as train_step does it (PyTorch
+ * semantics, decoupled weight decay when decay != 0): g scaled by coef (clipping), step
+ * counts from 1. */
+void train_adamw(const train_opts *o, double lr, int64_t step, float coef, int decay, float *w, const float *g, float *m,
+                 float *v, size_t n);
+/* Sum of squares of g in chunks of 65536 summed in order (partial: room for the chunks), so
+ * the result does not depend on the thread count. */
+double train_sumsq(const float *g, size_t n, double *partial);
+#define TRAIN_SUMSQ_CHUNKS(n) (((n) + 65535) / 65536)
 /* Mean -log p of a batch (B rows of T+1 tokens) without touching gradients. */
 pare_status train_eval(train_state *ts, const int32_t *tokens, int B, double *loss);
 
@@ -60,6 +69,9 @@ const train_opts *train_get_opts(const train_state *ts);
 int64_t train_n_trained(const train_state *ts);   /* trained parameters (elements) */
 double train_lr_at(const train_opts *o, int64_t step); /* schedule; step counts from 0 */
 tnet_f *train_net(train_state *ts);
+
+/* Make a model tensor an owned F32 array (dequantized or copied when it is not already). */
+pare_status train_own_f32(pare_tensor *t);
 
 /* Fold every LoRA adapter into its weight (W += alpha/r B A, the weight becomes an owned
  * F32 tensor of the model) and zero B, so the model alone computes what the net does. */
