@@ -166,6 +166,7 @@ int cmd_tune(int argc, char **argv) {
     if (!o.T) o.T = m->n_ctx_train > 0 && m->n_ctx_train < 256 ? m->n_ctx_train : 256;
     if (train_data_load(m->vocab, data, &td, (uint64_t)seed)) { die_st(); goto done; }
     /* resolve the settings and plan the memory before anything runs */
+    tune_warm_blas();
     size_t base = tune_rss_now();
     tune_plan plan;
     double pred;

@@ -54,8 +54,8 @@ typedef struct TN(tnet) {
     int n_params, cap_params;
     int max_q, max_kv, max_ff, max_r;
     int n_run;           /* blocks 0..n_run-1 run, the rest are skipped (an early exit; 0: all) */
-    /* When set, the blocks below the lowest trained sub-block (which keep no activations) run
-     * through this instead of the net's own weights, which they then need not have: x is
+    /* When set, the blocks below the lowest trained sub-block (which keep no activations) and
+     * without weights of their own in the net run through this: x is
      * [B*T x n_embd], in place. (Edge-LLM tuning runs them on the inference engine's
      * compressed weights.) Blocks at or past n_run need no weights either. */
     pare_status (*frozen_fwd)(void *user, int layer, TNET_R *x, int B, int T);

@@ -676,7 +676,8 @@ static pare_status TN(run)(TN(tnet) *n, const int32_t *in, const int32_t *tgt, i
     int run = n->res_run;
     TN(top_embed_fwd)(n->x, n->emb, in, N, E);
     for (int l = 0; l < run; l++) {
-        if (n->frozen_fwd && !n->layers[l].saved) {
+        const TN(tlayer) *Lf = &n->layers[l];
+        if (n->frozen_fwd && !Lf->saved && ((Lf->n_head > 0 && !Lf->wq.w) || (Lf->n_ff > 0 && !Lf->gate.w))) {
             pare_status st = n->frozen_fwd(n->frozen_user, l, n->x, B, T);
             if (st) return st;
             continue;

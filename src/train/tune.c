@@ -312,6 +312,19 @@ pare_status tune_plan_of(const pare_model *m, const tune_opts *o, tune_plan *p) 
     return st;
 }
 
+void tune_warm_blas(void) {
+    int ob = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    #pragma omp parallel
+    {
+        int n = 512;
+        float *a = calloc((size_t)n * n, sizeof(float)), *c = calloc((size_t)n * n, sizeof(float));
+        if (a && c) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, a, n, 0.0f, c, n);
+        free(a); free(c);
+    }
+    openblas_set_num_threads(ob);
+}
+
 size_t tune_rss_now(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     long pages = 0, rss = 0;
