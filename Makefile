@@ -5,7 +5,7 @@ CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O2
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Itools \
-           -Wmissing-prototypes -Iinclude -Isrc -fopenmp $(OPT) -g
+           -Wmissing-prototypes -Iinclude -Isrc -fopenmp -fPIC $(OPT) -g
 LDLIBS  += -lopenblas -lcjson -lpcre2-8 -lm -fopenmp
 ifeq ($(SAN),1)
 BUILD   := build-san
@@ -21,7 +21,7 @@ TESTBINS := $(TESTS:tests/%.c=$(BUILD)/tests/%)
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mfma -mf16c
 
-all: $(BUILD)/pare $(TESTBINS)
+all: $(BUILD)/pare $(BUILD)/libpare.so $(TESTBINS)
 
 $(BUILD)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
@@ -36,6 +36,22 @@ $(BUILD)/%.o: %.c
 $(BUILD)/libpare.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+VERSION  := 0.1.0
+$(BUILD)/libpare.so: $(OBJ)
+	$(CC) -shared -Wl,-soname,libpare.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: pare, libpare.a, libpare.so, pare.h, pare.pc
+PREFIX   ?= /usr/local
+install: $(BUILD)/pare $(BUILD)/libpare.a $(BUILD)/libpare.so
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(BUILD)/pare $(DESTDIR)$(PREFIX)/bin/pare
+	install -m 644 $(BUILD)/libpare.a $(DESTDIR)$(PREFIX)/lib/libpare.a
+	install -m 755 $(BUILD)/libpare.so $(DESTDIR)$(PREFIX)/lib/libpare.so.$(VERSION)
+	ln -sf libpare.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libpare.so.0
+	ln -sf libpare.so.0 $(DESTDIR)$(PREFIX)/lib/libpare.so
+	install -m 644 include/pare.h $(DESTDIR)$(PREFIX)/include/pare.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' scripts/pare.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/pare.pc
 
 CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tools/*.c)))
 
@@ -64,5 +80,5 @@ run: deps
 clean:
 	rm -rf build build-san
 
-.PHONY: all deps test check run clean
+.PHONY: all deps test check run clean install
 -include $(OBJ:.o=.d) $(TESTBINS:=.d) $(CLI_OBJ:.o=.d)

@@ -33,6 +33,8 @@ typedef struct pare_ctx pare_ctx;
 pare_status pare_model_load(const char *path, const char *tokenizer_path, pare_model **out);
 void pare_model_free(pare_model *m);
 const pare_vocab *pare_model_vocab(const pare_model *m);
+int pare_model_n_vocab(const pare_model *m);   /* columns of a logits row */
+int pare_model_n_ctx(const pare_model *m);     /* the training context (0: unknown) */
 
 /* Write a model: fmt "gguf" (a file) or "hf" (a folder). Written to a temporary name and
  * renamed, so a failure never leaves a partial output. */

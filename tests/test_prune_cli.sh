@@ -131,5 +131,44 @@ elif [ "$narrow" -lt 1 ]; then fail "numerical 20%: pare info shows no narrower 
 else echo "ok   numerical 20%: physical ppl $pp = masked ppl $pm, $narrow layers with a narrower FFN"; fi
 rm -rf "$T/out"/*
 
+# killed mid-run (SIGINT, as Ctrl-C; SIGTERM; SIGKILL cannot be caught and leaves at most
+# the temporary file, never OUT): at several moments from the start to the write, no OUT and
+# (but for SIGKILL) no temporary file left
+for sig in INT TERM; do
+    for d in 0.1 0.4 0.7 0.9 1.1 1.2 1.3 1.5 2 3; do
+        rm -rf "$T/out"/*
+        # a background job of sh starts with SIGINT ignored: env gives pare the default back
+        env --default-signal=INT "$PARE" prune "$T/in.gguf" -o "$T/out/k.gguf" --method sparsegpt --sparsity 0.5 \
+            --calib "$CALIB" --nsamples 16 --seqlen 128 --threads 1 -q > /dev/null 2>&1 &
+        pid=$!
+        sleep "$d"
+        kill -"$sig" "$pid" 2> /dev/null; done_=$?
+        wait "$pid" 2> /dev/null
+        rc=$?
+        left=$(ls -A "$T/out")
+        if [ "$done_" != 0 ]; then
+            [ "$left" = k.gguf ] || fail "prune finished before SIG$sig at ${d}s but left '$left'"
+            break
+        fi
+        [ "$rc" -gt 128 ] || fail "SIG$sig at ${d}s: exit $rc, not by the signal"
+        [ -z "$left" ] || fail "SIG$sig at ${d}s: left '$left'"
+    done
+done
+# and the moment the temporary output appears (the write itself)
+rm -rf "$T/out"/*
+env --default-signal=INT "$PARE" prune "$T/in.gguf" -o "$T/out/k.gguf" --method sparsegpt --sparsity 0.5 \
+    --calib "$CALIB" --nsamples 16 --seqlen 128 --threads 1 -q > /dev/null 2>&1 &
+pid=$!; seen=0; i=0
+while [ $i -lt 3000 ] && kill -0 $pid 2> /dev/null; do
+    if ls "$T"/out/k.gguf.tmp.* > /dev/null 2>&1; then seen=1; kill -INT $pid; break; fi
+    i=$((i+1))
+done
+wait $pid 2> /dev/null
+if [ $seen = 1 ] && [ -n "$(ls -A "$T/out")" ] && [ "$(ls -A "$T/out")" != k.gguf ]; then
+    fail "SIGINT while writing: left '$(ls -A "$T/out")'"
+fi
+echo "ok   prune killed mid-run (SIGINT, SIGTERM; during the write: $([ $seen = 1 ] && echo caught || echo missed)): no OUT, no temporary file"
+rm -rf "$T/out"/*
+
 if [ "$fails" != 0 ]; then echo "test_prune_cli: $fails failure(s)"; exit 1; fi
 echo "test_prune_cli: all passed"

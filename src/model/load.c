@@ -35,6 +35,8 @@ void pare_model_free(pare_model *m) {
 }
 
 const pare_vocab *pare_model_vocab(const pare_model *m) { return m ? m->vocab : NULL; }
+int pare_model_n_vocab(const pare_model *m) { return m ? m->n_vocab : 0; }
+int pare_model_n_ctx(const pare_model *m) { return m && m->n_ctx_train > 0 ? m->n_ctx_train : 0; }
 
 static bool ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
