@@ -5,11 +5,11 @@
 # defaults for 22 blocks (exits 4,10,15,21, window 5, sequential); full: adapters on all 22
 # blocks, one exit. STEPS steps of 1 x SEQ tokens of brown-train (the weights are random, so
 # the losses mean nothing; the costs do).
-#   sh bench/tune_scale.sh [BUILD [OUTDIR]]     env: STEPS=8 SEQ=128
+#   sh bench/tune_scale.sh [BUILD [OUTDIR]]     env: STEPS=12 SEQ=128
 set -e
 B=${1:-build}
 OUT=${2:-/tmp/pare-tune-scale}
-STEPS=${STEPS:-8}
+STEPS=${STEPS:-12}
 SEQ=${SEQ:-128}
 D=${PARE_DATA:-../shared/data}
 mkdir -p "$OUT"
@@ -24,8 +24,8 @@ import json, sys
 L = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 r = L[-1]
 wall = [l for l in open(sys.argv[2]) if "Elapsed (wall" in l][0].split()[-1]
-print("%s: window %d, exits %s, %.2f s/step (per exit: %s), peak RSS %.0f MB (predicted %.0f), whole run %s"
-      % (sys.argv[3], r["window"], r["exits"], r["sec_per_step"],
+print("%s: window %d, exits %s, %.2f s/step, %.2f without phase starts (per exit, all steps: %s), peak RSS %.0f MB (predicted %.0f), whole run %s"
+      % (sys.argv[3], r["window"], r["exits"], r["sec_per_step"], r["sec_per_step_steady"],
          " ".join("%.2f" % (sum(l["sec_per_step"] for l in L[:-1] if l["exit"] == k) /
                             max(1, sum(1 for l in L[:-1] if l["exit"] == k))) for k in range(len(r["exits"]))),
          r["peak_rss_mb"], r["predicted_peak_mb"], wall))

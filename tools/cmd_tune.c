@@ -186,7 +186,7 @@ int cmd_tune(int argc, char **argv) {
                "peak\n", (double)base / 1048576, (double)plan.mapped_bytes / 1048576, (double)plan.state_bytes / 1048576,
                (double)plan.act_max / 1048576, pred / 1048576);
         if (o.max_memory > 0 && (o.B != req_B || (req_w && o.window != req_w)))
-            printf("--max-memory %.1f MB: micro-batch %d x %d accumulated, window %d\n", o.max_memory / 1048576, o.B,
+            printf("--max-memory %.1f MB: micro-batches of %d windows, %d accumulated per step, window %d\n", o.max_memory / 1048576, o.B,
                    o.accum, o.window);
         fflush(stdout);
     }
@@ -204,14 +204,16 @@ int cmd_tune(int argc, char **argv) {
         printf("],\"exit_loss\":[");
         for (int k = 0; k < o.n_exit; k++) printf("%s%.6f", k ? "," : "", res.exit_loss[k]);
         printf("],\"schedule\":\"%s\",\"steps\":%d,\"batch\":%d,\"seq\":%d,\"accum\":%d,\"tokens\":%lld,"
-               "\"trained_params\":%lld,\"loss\":%.6f,\"sec_per_step\":%.5f,\"seconds\":%.2f,\"peak_rss_mb\":%.2f,"
+               "\"trained_params\":%lld,\"loss\":%.6f,\"sec_per_step\":%.5f,\"sec_per_step_steady\":%.5f,\"seconds\":%.2f,"
+               "\"peak_rss_mb\":%.2f,"
                "\"predicted_peak_mb\":%.2f,\"merged\":%s}\n",
                o.schedule == TUNE_ROUND_ROBIN ? "round-robin" : "sequential", o.steps, o.B, o.T, o.accum,
-               (long long)res.tokens, (long long)res.trained_params, res.final_loss, res.mean_sec_per_step, secs,
+               (long long)res.tokens, (long long)res.trained_params, res.final_loss, res.mean_sec_per_step,
+               res.steady_sec_per_step, secs,
                (double)peak / 1048576, pred / 1048576, merge ? "true" : "false");
     } else {
-        printf("wrote %s%s: %d steps in %.1f s (%.4f s/step), final loss %.4f; exit losses", out,
-               merge ? " (merged)" : "", o.steps, secs, res.mean_sec_per_step, res.final_loss);
+        printf("wrote %s%s: %d steps in %.1f s (%.4f s/step, %.4f without phase starts), final loss %.4f; exit losses",
+               out, merge ? " (merged)" : "", o.steps, secs, res.mean_sec_per_step, res.steady_sec_per_step, res.final_loss);
         for (int k = 0; k < o.n_exit; k++) printf(" %.4f", res.exit_loss[k]);
         printf("; peak RSS %.1f MB (predicted %.1f MB)\n", (double)peak / 1048576, pred / 1048576);
     }

@@ -204,8 +204,13 @@ static pare_status ts_build(tstate *s, pare_model *m, const tune_opts *o, const 
             return pare_fail(PARE_ERR_ARG, "tuning: model tensor '%s' missing or of another shape", p->name);
         int blk = -1;
         if (sscanf(p->name, "blk.%d.", &blk) == 1 && blk >= 0 && blk < m->n_layer && !(t->type == PARE_TYPE_F32 && !t->nm)) {
-            /* a compressed block tensor: a float copy only while its block is in the window */
+            /* a compressed block tensor: a float copy only while its block is in the window
+             * (its mapped pages released once copied); the engine reads it in place while the
+             * block is below a window */
             blk_copy[blk] += cnt * sizeof(float);
+            int below = 0;
+            for (int k = 0; k < o->n_exit; k++) below |= blk < first[k];
+            if (below && !t->owned) mapped += t->nbytes;
             *p->w = NULL;
             continue;
         }
@@ -219,8 +224,11 @@ static pare_status ts_build(tstate *s, pare_model *m, const tune_opts *o, const 
             if (!w) return PARE_ERR_NOMEM;
             for (int64_t r = 0; r < p->rows; r++) pare_tensor_row_f32(t, r, w + r * p->cols);
             *p->w = w;
+            if (!t->owned && t != m->output) pare_release_pages(t->data, t->nbytes); /* the copy serves from now on */
         }
     }
+    /* the exit heads are copied from the output head when their phases start */
+    if (!m->output->owned && m->output->type != PARE_TYPE_F32) mapped += m->output->nbytes;
     /* float copies of the compressed block tensors of the largest window (all windows'
      * round-robin, which keeps them) */
     size_t win_max = 0, all = 0;
@@ -271,6 +279,7 @@ static pare_status ts_phase(tstate *s, int k) {
                 if (!w) return PARE_ERR_NOMEM;
                 for (int64_t r = 0; r < p->rows; r++) pare_tensor_row_f32(t, r, w + r * p->cols);
                 *p->w = s->copy[i] = w;
+                if (!t->owned) pare_release_pages(t->data, t->nbytes); /* back from the file if needed */
             } else if (!in && s->copy[i] && s->o.schedule != TUNE_ROUND_ROBIN) {
                 free(s->copy[i]);
                 s->copy[i] = NULL;
@@ -392,10 +401,11 @@ static pare_status write_back(tstate *s) {
     char nm[64];
     for (int k = 0; k < K; k++) {
         if ((st = head_ensure(s, k, 0))) return st;
-        float *nd = pare_malloc((size_t)E * sizeof(float)), *hd = pare_malloc((size_t)(E * V) * sizeof(float));
-        if (!nd || !hd) { free(nd); free(hd); return PARE_ERR_NOMEM; }
+        float *nd = pare_malloc((size_t)E * sizeof(float)), *hd = s->head[k].w; /* the head moves to the model */
+        if (!nd) return PARE_ERR_NOMEM;
+        s->head[k].w = NULL;
+        if (s->cur == k) s->net->head.w = NULL;
         memcpy(nd, m->out_norm->data, (size_t)E * sizeof(float));
-        memcpy(hd, s->head[k].w, (size_t)(E * V) * sizeof(float));
         int64_t ne1[1] = {E}, ne2[2] = {E, V};
         snprintf(nm, sizeof nm, "exit.%d.norm.weight", k);
         if (!model_add_tensor(m, nm, PARE_TYPE_F32, 1, ne1, nd, (size_t)E * sizeof(float), 1)) { free(nd); free(hd); return PARE_ERR_NOMEM; }
@@ -432,13 +442,14 @@ pare_status tune_run(pare_model *m, tune_opts *o, train_data *d, tune_cb cb, voi
     ad.beta1 = 0.9f; ad.beta2 = 0.999f; ad.eps = 1e-8f; ad.weight_decay = o->weight_decay;
     int warm = (int)(o->warmup_frac * o->steps);
     int per_exit[TUNE_MAX_EXITS] = {0}, seen[TUNE_MAX_EXITS] = {0};
-    double exit_sum[TUNE_MAX_EXITS] = {0}, total_sec = 0, fin_sum = 0;
+    double exit_sum[TUNE_MAX_EXITS] = {0}, total_sec = 0, fin_sum = 0, steady_sec = 0;
+    int steady_n = 0;
     int fin_n = 0, fin_from = o->steps - (o->steps + 9) / 10;
     for (int i = 0; i < o->steps; i++) per_exit[exit_of_step(o, i)]++;
     float dscale = (float)(1.0 / ((double)o->accum * N));
     for (int step = 0; step < o->steps && !st; step++) {
         double t0 = pare_now();
-        int k = exit_of_step(o, step);
+        int k = exit_of_step(o, step), starts = k != s.cur;
         if (k != s.cur) {
             if ((st = ts_phase(&s, k)) || (st = tnet_reserve_f(s.net, B, T))) break;
         }
@@ -474,6 +485,7 @@ pare_status tune_run(pare_model *m, tune_opts *o, train_data *d, tune_cb cb, voi
         }
         double sec = pare_now() - t0, loss = cnt ? nll / (double)cnt : 0;
         total_sec += sec;
+        if (!starts) { steady_sec += sec; steady_n++; }
         res->tokens += cnt;
         seen[k]++;
         if (seen[k] > per_exit[k] - (per_exit[k] + 9) / 10) exit_sum[k] += loss;
@@ -485,6 +497,7 @@ pare_status tune_run(pare_model *m, tune_opts *o, train_data *d, tune_cb cb, voi
     }
     if (!st) {
         res->mean_sec_per_step = total_sec / o->steps;
+        res->steady_sec_per_step = steady_n ? steady_sec / steady_n : res->mean_sec_per_step;
         res->final_loss = fin_n ? fin_sum / fin_n : 0;
         for (int k = 0; k < o->n_exit; k++) {
             int nlast = (per_exit[k] + 9) / 10;

@@ -70,6 +70,9 @@ typedef void (*tune_cb)(const tune_step_info *info, void *user);
 
 typedef struct tune_result {
     double mean_sec_per_step, final_loss;  /* final: mean over the last 10% of steps */
+    double steady_sec_per_step;            /* the mean over steps that did not start a phase
+                                              (a phase start makes its window's float copies,
+                                              its head and optimizer state) */
     double exit_loss[TUNE_MAX_EXITS];      /* mean over each exit's last 10% of its steps */
     int64_t tokens;
     int64_t trained_params;
