@@ -72,13 +72,21 @@ check: deps
 	sh scripts/run_tests.sh build
 	$(MAKE) SAN=1 all
 	PARE_SAN=1 sh scripts/run_tests.sh build-san
+	sh fuzz/run.sh $(FUZZ_SECONDS) build-fuzz
+
+# make fuzz [FUZZ_SECONDS=600]: libFuzzer targets (clang, ASan + UBSan) for the GGUF,
+# safetensors, config.json, tokenizer.json, SentencePiece and llama2.c parsers, each run
+# FUZZ_SECONDS on a seed corpus made from ../shared/data (check runs them 10 s each)
+FUZZ_SECONDS ?= 10
+fuzz: $(BUILD)/pare
+	sh fuzz/run.sh $(FUZZ_SECONDS) build-fuzz
 
 run: deps
 	$(MAKE) all
 	sh scripts/demo.sh
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz build-fuzz.build.log
 
-.PHONY: all deps test check run clean install
+.PHONY: all deps test check run clean install fuzz
 -include $(OBJ:.o=.d) $(TESTBINS:=.d) $(CLI_OBJ:.o=.d)

@@ -4,6 +4,10 @@
  * by sgemm. */
 #include "k_impl.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
@@ -36,7 +40,10 @@ int k_slot(int type) {
 static void cpu_detect(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    /* F16C from CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does not know it) */
+    unsigned a, b, c, d;
+    int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
     int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     g_cpu_isa = avx512 ? PARE_ISA_AVX512 : avx2 ? PARE_ISA_AVX2 : PARE_ISA_REF;
