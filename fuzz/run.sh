@@ -2,6 +2,7 @@
 # fuzz/run.sh [SECONDS [OUT]] - build the targets, make the seed corpora, run every target
 # for SECONDS (default 600) with ASan + UBSan, inputs up to 100 kB, and report executions,
 # corpus and findings per target (crashes are kept in OUT/crash-TARGET/). Exit 1 on a finding.
+# env FUZZ_TARGETS: a subset (default: gguf safetensors config tokjson spm llama2c).
 cd "$(dirname "$0")/.."
 SECS=${1:-600}
 OUT=${2:-build-fuzz}
@@ -11,7 +12,7 @@ sh fuzz/build.sh "$OUT" > "$OUT.build.log" 2>&1 || { cat "$OUT.build.log"; exit 
 rm -rf "$OUT/seeds" && sh fuzz/seeds.sh build/pare "$OUT/seeds" || exit 1
 export PARE_FUZZ_HF="$OUT/seeds/hf" PARE_FUZZ_TOK="$D/stories260K/tok512.bin"
 found=0
-for t in gguf safetensors config tokjson spm llama2c; do
+for t in ${FUZZ_TARGETS:-gguf safetensors config tokjson spm llama2c}; do
     mkdir -p "$OUT/corpus-$t" "$OUT/crash-$t"
     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 "$OUT/fuzz_$t" "$OUT/corpus-$t" "$OUT/seeds/$t" \
         -max_total_time="$SECS" -max_len=100000 -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 \
