@@ -56,7 +56,7 @@ CMD(info); CMD(ppl); CMD(generate); CMD(convert); CMD(synth); CMD(prune); CMD(tr
 CMD(evalmc); CMD(makecloze); /* eval-mc, make-cloze (cmd_evalmc.c) */
 CMD(quantize);
 CMD(profile); CMD(compress); /* cmd_compress.c */
-CMD(tune);
+CMD(tune); CMD(report);
 #undef CMD
 /* structured pruning (cmd_prune_structured.c): the --method value if it is one of its
  * methods, else NULL; cmd_prune hands those to cmd_prune_structured */

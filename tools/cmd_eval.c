@@ -20,7 +20,7 @@ const char *ppl_HELP =
     SPARSE_HELP
     EXIT_HELP
     "  --threads T        threads (default: all cores)\n"
-    "  --json             one JSON object: ppl, nll, tokens, windows, scored, ctx, protocol, seconds\n"
+    "  --json             one JSON object: model, ppl, nll, tokens, windows, scored, ctx, protocol, seconds\n"
     "\n"
     "example: pare ppl model.gguf --text wiki.test.raw --ctx 2048 --json\n";
 
@@ -55,11 +55,13 @@ int cmd_ppl(int argc, char **argv) {
     pare_status st = eval_ppl(m, ids, n, (int)ctx, (int)maxw, protocol, !json, &r);
     free(ids); pare_model_free(m);
     if (st) return die_st();
-    if (json)
-        printf("{\"ppl\":%.10g,\"nll\":%.10g,\"tokens\":%lld,\"windows\":%lld,\"scored\":%lld,\"ctx\":%d,\"protocol\":\"%s\","
+    if (json) {
+        printf("{\"model\":");
+        pare_json_str(stdout, f.pos[0]);
+        printf(",\"ppl\":%.10g,\"nll\":%.10g,\"tokens\":%lld,\"windows\":%lld,\"scored\":%lld,\"ctx\":%d,\"protocol\":\"%s\","
                "\"seconds\":%.3f,\"tokens_per_s\":%.1f}\n", r.ppl, r.nll, (long long)r.tokens, (long long)r.windows,
                (long long)r.scored, r.ctx, proto, r.seconds, (double)(r.windows * r.ctx) / r.seconds);
-    else
+    } else
         printf("ppl %.4f  (nll %.6f, %lld tokens, %lld windows of %d, %lld scored, %s protocol, %.1f s)\n", r.ppl, r.nll,
                (long long)r.tokens, (long long)r.windows, r.ctx, (long long)r.scored, proto, r.seconds);
     return 0;

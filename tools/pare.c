@@ -19,6 +19,7 @@ static const struct { const char *name, *what; int (*fn)(int, char **); const ch
     {"compress", "per-block sparsity + bits: LUC, uniform or a size budget (prune, then quantize)", cmd_compress, &compress_HELP},
     {"synth", "write a deterministic random-weight model of a real shape", cmd_synth, &synth_HELP},
     {"train", "train a model on a text file (from a shape, or go on from a model; LoRA)", cmd_train, &train_HELP},
+    {"report", "one self-contained HTML page with plots and tables from commands' --json output", cmd_report, &report_HELP},
     {"tune", "recover a compressed model: Edge-LLM adaptive layer tuning with early exits", cmd_tune, &tune_HELP},
     {"bench", "prompt and generation speed, bytes per token, peak memory, memory bandwidth", cmd_bench, &bench_HELP},
 };
