@@ -5,6 +5,7 @@
 # prune_table.sh (seed 0). One markdown row per model.
 #   sh bench/cloze_table.sh [BUILD [OUTDIR]]
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 B=${1:-build}
 OUT=${2:-/tmp/pare-cloze}
 D=${PARE_DATA:-../shared/data}

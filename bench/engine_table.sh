@@ -11,6 +11,7 @@
 # The models (about 16 GB for the default shape) are written to WORKDIR once and reused, and
 # so are the measurements (WORKDIR/*.json): delete a row's files to measure it again.
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 B=${1:-build}
 W=${2:-/tmp/pare-engine}
 SHAPE=${SHAPE:-tinyllama-1.1b}

@@ -4,6 +4,7 @@
 # (ctx 256); never on a test text. One markdown row per configuration.
 #   sh bench/esparse_tune.sh [BUILD [OUTDIR]]      env: PATTERN=2:4
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 B=${1:-build}
 OUT=${2:-/tmp/pare-estune}
 PAT=${PATTERN:-2:4}

@@ -7,6 +7,7 @@
 # SparseGPT then RTN int{B}-g128 symmetric, calibration brown-valid 64 x 256 seed 0 (one
 # profile shared by LUC and budget), ppl on brown-test at ctx 256, one thread.
 # Writes OUTDIR/luc_table.csv and prints a markdown table.
+export PARE_FORCE=1 # reruns replace their outputs
 set -eu
 PARE=${PARE:-build/pare}
 D=${DATA:-../shared/data/bench}

@@ -5,6 +5,7 @@
 #   sh bench/numerical_table.sh [BUILD [OUTDIR [RATIOS]]]    env: WIKI_WINDOWS=0
 # Prints one markdown row per model; the JSON of every run stays in OUTDIR.
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 B=${1:-build}
 OUT=${2:-/tmp/pare-numerical}
 RATIOS=${3:-"0.1 0.2 0.3 0.5"}

@@ -8,6 +8,7 @@
 #   env: SHAPES (default "tinyllama-1.1b llama2-7b"), METHODS (default "wanda esparse"),
 #        NSAMPLES (16), SEQLEN (256)
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 B=${1:-build}
 W=${2:-/tmp/pare-scale}
 D=${PARE_DATA:-../shared/data}

@@ -11,6 +11,7 @@
 #                                               PATTERNS (brown, "2:4 4:8 0.5"), STORIES_PATTERNS ("2:4 0.5")
 # Each run's perplexities are cached in OUTDIR (*.ppl-*): a rerun only computes what is missing.
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 B=${1:-build}
 OUT=${2:-/tmp/pare-prune}
 SEEDS=${SEEDS:-"0 1 2"}

@@ -4,6 +4,7 @@
 # brown-test (ctx 256), bits per weight, nominal and file size. One markdown row per type.
 #   sh bench/quant_table.sh [BUILD [OUTDIR]]
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 B=${1:-build}
 OUT=${2:-/tmp/pare-quant}
 D=${PARE_DATA:-../shared/data}

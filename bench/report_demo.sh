@@ -6,6 +6,7 @@
 # (with Chromium) its screenshot docs/report.png.
 #   sh bench/report_demo.sh [BUILD [OUTDIR]]
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 B=${1:-build}
 OUT=${2:-/tmp/pare-report-demo}
 D=${PARE_DATA:-../shared/data}

@@ -5,6 +5,7 @@
 # perplexity on the first 400 windows of 256 of tinystories_valid_head.
 #   sh bench/sleb_stories.sh [BUILD [OUTDIR]]     env: SEEDS="0 1 2" KS="1 2"
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 B=${1:-build}
 OUT=${2:-/tmp/pare-sleb-stories}
 SEEDS=${SEEDS:-"0 1 2"}

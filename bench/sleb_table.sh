@@ -6,6 +6,7 @@
 #   sh bench/sleb_table.sh [BUILD [OUTDIR [KS]]]
 # Prints one markdown row per model; the JSON of every run stays in OUTDIR.
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 B=${1:-build}
 OUT=${2:-/tmp/pare-sleb}
 KS=${3:-"1 2 3"}

@@ -3,6 +3,7 @@
 # numerical_table.sh leaves in OUTDIR, against the dense model (benched first and last; the
 # ratios use the mean of the two). Prompt 128, 64 generated tokens; env REPS (5), THREADS (2).
 #   sh bench/structured_speed.sh [BUILD [OUTDIR [MODELS]]]
+export PARE_FORCE=1 # reruns replace their outputs
 B=${1:-build}
 OUT=${2:-/tmp/pare-numerical}
 MODELS=${3:-"numerical-0.1 numerical-0.2 numerical-0.3 numerical-0.5 wanda-struct-0.5"}

@@ -7,6 +7,7 @@
 # the losses mean nothing; the costs do).
 #   sh bench/tune_scale.sh [BUILD [OUTDIR]]     env: STEPS=12 SEQ=128
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 B=${1:-build}
 OUT=${2:-/tmp/pare-tune-scale}
 STEPS=${STEPS:-12}

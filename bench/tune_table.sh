@@ -8,6 +8,7 @@
 # RSS from pare tune --json, 2 threads, one run at a time.
 #   sh bench/tune_table.sh [BUILD [OUTDIR]]     env: SEEDS="0 1 2" STEPS=400
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 B=${1:-build}
 OUT=${2:-/tmp/pare-tune}
 SEEDS=${SEEDS:-"0 1 2"}

@@ -5,6 +5,7 @@
 # chapters, prune it 2:4 with Wanda and measure again, and convert GGUF -> Hugging Face ->
 # GGUF, checking the bytes round-trip.
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
 P=$B/pare

@@ -11,6 +11,7 @@
 # machine type and thread count give the same bytes; other CPUs may differ in the last bits
 # (OpenBLAS picks its kernels at run time).
 set -e
+export PARE_FORCE=1 # reruns replace their outputs
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
 D=$B/default

@@ -107,5 +107,16 @@ PARE_PROGRESS=1 "$P" ppl "$M" --text "$DATA/bench/brown-test.txt" --ctx 256 --ma
 if [ -s "$T/err" ] || ! grep -q "^ppl " "$T/out"; then echo "FAIL --quiet: stderr '$(cat "$T/err")'"; fail=$((fail+1))
 else echo "ok   --quiet: no progress, the result on stdout"; fi
 
+# an existing OUT is refused (one line, untouched) unless --force
+n=$((n+1))
+printf 'keep' > "$T/exists.gguf"
+if "$P" synth --shape tiny --type f32 -o "$T/exists.gguf" >/dev/null 2>"$T/err" || [ "$(cat "$T/exists.gguf")" != keep ] ||
+   [ "$(wc -l < "$T/err")" != 1 ] || ! grep -q "exists (pass --force" "$T/err"; then
+    echo "FAIL existing OUT: '$(cat "$T/err")'"; fail=$((fail+1))
+elif ! "$P" synth --shape tiny --type f32 -o "$T/exists.gguf" --force >/dev/null 2>&1 || [ "$(head -c 4 "$T/exists.gguf")" != GGUF ]; then
+    echo "FAIL --force did not replace OUT"; fail=$((fail+1))
+else echo "ok   existing OUT refused without --force, replaced with it"; fi
+rm -f "$T/exists.gguf"
+
 echo "test_cli.sh: $n checks, $fail failed"
 [ $fail = 0 ]

@@ -89,7 +89,7 @@ int check_unknown(flags *f, const char *const *valued, const char *const *boolea
             else if (!strncmp(a, *v, n) && a[n] == '=') ok = 1;
         }
         for (const char *const *v = booleans; *v && !ok; v++) if (is_flag(a, *v)) ok = 1;
-        if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) ok = 1;
+        if (!strcmp(a, "--quiet") || !strcmp(a, "-q") || !strcmp(a, "--force")) ok = 1; /* every command */
         if (!ok) return die("unknown option %s (see --help)", a);
     }
     return 0;

@@ -2,7 +2,10 @@
  * tools/cmd_*.c; this table lists them. */
 #include "cli.h"
 
+#include <unistd.h>
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- main ------------------------------------------------------------------------------ */
@@ -30,10 +33,65 @@ static void usage(FILE *out) {
             PARE_VERSION);
     for (int i = 0; i < N_CMDS; i++) fprintf(out, "  %-10s %s\n", g_cmds[i].name, g_cmds[i].what);
     fprintf(out, "\nMODEL is a .gguf file, a llama2.c .bin checkpoint or a Hugging Face folder.\n"
-                 "Every command takes --help, and --json for machine-readable output.\n");
+                 "Every command takes --help, --json for machine-readable output, --quiet, and\n"
+                 "--force to replace an existing OUT. pare help COMMAND, or a topic: pare help outputs |\n"
+                 "json | formats | memory.\n");
 }
 
+/* An OUT (-o) that exists is refused unless --force (every command); one that is also an
+ * input is left to the command, which names it as such. */
+static int refuse_existing_out(int argc, char **argv) {
+    const char *o = NULL;
+    int force = 0;
+    for (int a = 2; a < argc; a++) {
+        if (!strcmp(argv[a], "--force")) force = 1;
+        else if (!strcmp(argv[a], "-o") && a + 1 < argc) o = argv[++a];
+        else if (!strncmp(argv[a], "-o=", 3)) o = argv[a] + 3;
+    }
+    const char *env = getenv("PARE_FORCE"); /* scripts that rerun into the same folder */
+    if (env && !strcmp(env, "1")) force = 1;
+    if (!o || force || access(o, F_OK) != 0) return 0;
+    for (int a = 2; a < argc; a++)
+        if (argv[a] != o && argv[a][0] != '-' && same_file(argv[a], o)) return 0;
+    return die("%s exists (pass --force to replace it)", o);
+}
+
+static const char *const TOPICS[][2] = {
+    {"outputs",
+     "Outputs. Every file pare writes goes to a temporary file beside it (NAME.tmp.*), is\n"
+     "flushed to disk (fsync) and renamed over NAME, so a failure or an interruption (Ctrl-C,\n"
+     "SIGTERM, SIGHUP) leaves either the old NAME or the new one, never a partial file, and no\n"
+     "temporary file. An OUT that exists is refused unless --force (or PARE_FORCE=1 in the\n"
+     "environment); an OUT that is one of the inputs is refused always. Inputs are opened read-only; one that changes during a run\n"
+     "stops it with a one-line error.\n"},
+    {"json",
+     "--json. Every command prints its result as one JSON object on stdout (long commands also\n"
+     "one per progress line: those have \"step\"); numbers are plain JSON numbers, paths\n"
+     "strings. pare report RUN.json... turns any of them into an HTML page.\n"},
+    {"formats",
+     "Formats. MODEL: a .gguf file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 tensors), a\n"
+     "Hugging Face folder (config.json, model.safetensors or shards, F32/F16/BF16,\n"
+     "tokenizer.model or tokenizer.json) or a llama2.c .bin checkpoint with its tokenizer .bin.\n"
+     "pare writes GGUF that llama.cpp loads (N:M sparse models as zeros, E-Sparse channel orders\n"
+     "in extra keys it ignores) and Hugging Face folders; a model with early exits (pare tune)\n"
+     "keeps extra tensors only pare reads (pare tune --merge writes a plain one).\n"},
+    {"memory",
+     "Memory. Pruning, quantization and compression stream the model one block at a time\n"
+     "(weights stay mapped from the file); pare tune predicts the peak of a step before it runs\n"
+     "and --max-memory SIZE fits the micro-batch and window to a budget or stops with the\n"
+     "estimate; pare bench reports the peak RSS.\n"},
+};
+#define N_TOPICS (int)(sizeof TOPICS / sizeof TOPICS[0])
+
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "help")) { /* pare help COMMAND | TOPIC */
+        for (int i = 0; i < N_CMDS; i++)
+            if (!strcmp(argv[2], g_cmds[i].name)) { fputs(*g_cmds[i].help, stdout); return 0; }
+        for (int i = 0; i < N_TOPICS; i++)
+            if (!strcmp(argv[2], TOPICS[i][0])) { fputs(TOPICS[i][1], stdout); return 0; }
+        fprintf(stderr, "pare help: no command or topic '%s' (topics: outputs, json, formats, memory)\n", argv[2]);
+        return 1;
+    }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return argc < 2 ? 1 : 0;
@@ -44,6 +102,7 @@ int main(int argc, char **argv) {
         g_cmd = g_cmds[i].name;
         for (int a = 2; a < argc; a++)
             if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) { fputs(*g_cmds[i].help, stdout); return 0; }
+        if (refuse_existing_out(argc, argv)) return 1;
         return g_cmds[i].fn(argc - 2, argv + 2);
     }
     fprintf(stderr, "pare: unknown command '%s'\n", argv[1]);

@@ -445,7 +445,7 @@ pare_status bpe_tokenize(const pare_vocab *v, const char *text, size_t len, tok_
         }
         size_t before = out->n;
         st = bpe_word(v, p, wl, &w, out);
-        if (!st && wl <= TOK_CACHE_MAX_LEN) tok_cache_put(&cache, p, wl, h, out->v + before, out->n - before);
+        if (!st && wl <= TOK_CACHE_MAX_LEN) tok_cache_put(&cache, p, wl, h, out->v ? out->v + before : NULL, out->n - before);
     }
 done:
     pcre2_match_data_free(md);

@@ -197,7 +197,7 @@ static pare_status piece(const pare_vocab *v, const char *p, size_t n, work *w, 
     }
     size_t before = out->n;
     if ((st = merge_chunk(v, p, n, w, out))) return st;
-    if (n <= TOK_CACHE_MAX_LEN) tok_cache_put(c, p, n, h, out->v + before, out->n - before);
+    if (n <= TOK_CACHE_MAX_LEN) tok_cache_put(c, p, n, h, out->v ? out->v + before : NULL, out->n - before);
     return PARE_OK;
 }
 

@@ -108,7 +108,7 @@ void tok_cache_put(tok_cache *c, const char *p, size_t n, uint64_t h, const int3
     uint32_t i = (uint32_t)h & ((1u << CACHE_BITS) - 1);
     while (c->tab[i]) i = (i + 1) & ((1u << CACHE_BITS) - 1);
     memcpy(c->bytes + c->nb, p, n);
-    memcpy(c->ids + c->ni, ids, ni * sizeof *ids);
+    if (ni) memcpy(c->ids + c->ni, ids, ni * sizeof *ids); /* a word may have no tokens */
     c->e[c->ne] = (tok_centry){h, (uint32_t)c->nb, (uint32_t)n, (uint32_t)c->ni, (uint32_t)ni};
     c->tab[i] = (uint32_t)++c->ne;
     c->nb += n;
