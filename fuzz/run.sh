@@ -14,6 +14,13 @@ export PARE_FUZZ_HF="$OUT/seeds/hf" PARE_FUZZ_TOK="$D/stories260K/tok512.bin"
 found=0
 for t in ${FUZZ_TARGETS:-gguf safetensors config tokjson spm llama2c}; do
     mkdir -p "$OUT/corpus-$t" "$OUT/crash-$t"
+    # inputs that once crashed a target (fuzz/regress/TARGET-*) must stay fixed
+    for r in fuzz/regress/$t-*; do
+        [ -f "$r" ] || continue
+        if ! "$OUT/fuzz_$t" "$r" > "$OUT/regress-$t.log" 2>&1; then
+            echo "fuzz_$t: regression input $r fails again"; tail -5 "$OUT/regress-$t.log"; found=1
+        fi
+    done
     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 "$OUT/fuzz_$t" "$OUT/corpus-$t" "$OUT/seeds/$t" \
         -max_total_time="$SECS" -max_len=100000 -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 \
         -artifact_prefix="$OUT/crash-$t/" > "$OUT/fuzz-$t.log" 2>&1
