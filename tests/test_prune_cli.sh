@@ -131,6 +131,18 @@ elif [ "$narrow" -lt 1 ]; then fail "numerical 20%: pare info shows no narrower 
 else echo "ok   numerical 20%: physical ppl $pp = masked ppl $pm, $narrow layers with a narrower FFN"; fi
 rm -rf "$T/out"/*
 
+# --max-memory: refused before the run with the estimate, nothing written; a budget that fits runs
+rm -rf "$T/out"/*
+"$PARE" prune "$T/in.gguf" -o "$T/out/mm.gguf" --method sparsegpt --sparsity 0.5 --calib "$CALIB" --nsamples 16 \
+    --seqlen 128 --threads 1 --max-memory 5M > /dev/null 2> "$T/stderr" && fail "--max-memory 5M accepted"
+if [ "$(wc -l < "$T/stderr")" != 1 ] || ! grep -q "needs about .* over --max-memory 5.0 MB" "$T/stderr"; then
+    fail "--max-memory: message '$(cat "$T/stderr")'"
+elif [ -n "$(ls -A "$T/out")" ]; then fail "--max-memory: left $(ls -A "$T/out")"
+else echo "ok   --max-memory 5M: $(cat "$T/stderr")"; fi
+"$PARE" prune "$T/in.gguf" -o "$T/out/mm.gguf" --method sparsegpt --sparsity 0.5 --calib "$CALIB" --nsamples 16 \
+    --seqlen 128 --threads 1 --max-memory 2G -q > /dev/null 2>&1 || fail "--max-memory 2G refused"
+rm -rf "$T/out"/*
+
 # killed mid-run (SIGINT, as Ctrl-C; SIGTERM; SIGKILL cannot be caught and leaves at most
 # the temporary file, never OUT): at several moments from the start to the write, no OUT and
 # (but for SIGKILL) no temporary file left

@@ -1,6 +1,8 @@
 /* cli.c - what every subcommand shares: one-line errors, flag parsing, model loading. */
 #include "cli.h"
 
+#include "train/tune.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <omp.h>
@@ -63,6 +65,21 @@ double opt_num(flags *f, const char *name, double def) {
 }
 /* Collect positionals: anything not starting with '-' and not the value of a known
  * value-taking option. */
+static const char *g_max_memory; /* --max-memory of the running command (load_calib checks it) */
+
+double parse_size(const char *s) {
+    char *e;
+    double v = strtod(s, &e);
+    if (e == s || !(v > 0)) return -1;
+    double mul = 1;
+    if (*e == 'k' || *e == 'K') mul = 1024.0, e++;
+    else if (*e == 'm' || *e == 'M') mul = 1048576.0, e++;
+    else if (*e == 'g' || *e == 'G') mul = 1073741824.0, e++;
+    if (*e == 'b' || *e == 'B') e++;
+    if (*e) return -1;
+    return v * mul;
+}
+
 void parse(flags *f, int argc, char **argv, const char *const *valued) {
     memset(f, 0, sizeof *f);
     f->argc = argc; f->argv = argv;
@@ -70,6 +87,8 @@ void parse(flags *f, int argc, char **argv, const char *const *valued) {
         const char *a = argv[i];
         if (a[0] == '-' && a[1]) {
             if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) progress_set_quiet(1); /* every command */
+            if (!strcmp(a, "--max-memory") && i + 1 < argc) g_max_memory = argv[i + 1];
+            else if (!strncmp(a, "--max-memory=", 13)) g_max_memory = a + 13;
             int takes = 0;
             for (const char *const *v = valued; *v; v++) if (is_flag(a, *v)) takes = 1;
             if (takes) i++;
@@ -167,5 +186,27 @@ int load_calib(const pare_model *m, const char *calib, long nsamples, long *seql
     if (calib_from_text(m->vocab, calib, (int)nsamples, (int)*seqlen, (uint64_t)seed,
                         !strcmp(order, "first") ? CALIB_FIRST : CALIB_RANDOM, cd))
         return die_st();
+    if (g_max_memory) { /* refuse before the run, with the estimate */
+        double lim = parse_size(g_max_memory);
+        if (lim <= 0) { calib_free(cd); return die("--max-memory '%s': expected a size like 512M or 2G", g_max_memory); }
+        double blk = 0; /* the largest block's weights, paged in while it is worked on */
+        for (int l = 0; l < m->n_layer; l++) {
+            const pare_layer *L = &m->layers[l];
+            const pare_tensor *t[7] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
+            double b = 0;
+            for (int i = 0; i < 7; i++) if (t[i]) b += (double)t[i]->nbytes;
+            if (b > blk) blk = b;
+        }
+        blk += (double)m->tok_embd->nbytes + (m->output != m->tok_embd ? (double)m->output->nbytes : 0);
+        double base = (double)tune_rss_now(), work = (double)calib_plan_bytes(m, cd->n, cd->T, 1);
+        if (base + blk + work > lim) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "needs about %.1f MB (process %.1f, one block with embeddings and head %.1f, calibration and work %.1f for %d x %d "
+                     "tokens), over --max-memory %.1f MB", (base + blk + work) / 1048576, base / 1048576, blk / 1048576,
+                     work / 1048576, cd->n, cd->T, lim / 1048576);
+            calib_free(cd);
+            return die("%s", msg);
+        }
+    }
     return 0;
 }

@@ -32,9 +32,15 @@ int load(flags *f, const char *path, pare_model **m); /* honours --tokenizer; 1 
 int same_file(const char *a, const char *b);
 /* The calibration windows of the text file calib for m (calib NULL: none, cd left empty):
  * nsamples windows of *seqlen tokens (capped at m's training context, written back), order
- * "random" or "first". 1 on error, with the message printed; m is not freed. */
+ * "random" or "first". With --max-memory SIZE on the command line, also the memory check
+ * (calib_plan_bytes). 1 on error, with the message printed; m is not freed. */
 int load_calib(const pare_model *m, const char *calib, long nsamples, long *seqlen, long seed, const char *order,
                calib_data *cd);
+/* "512M", "2G", "1.5GB", "300000K", plain bytes; -1 if not a size */
+double parse_size(const char *s);
+#define MAXMEM_HELP \
+    "  --max-memory SIZE  refuse before the run (one line with the estimate) when the estimated\n" \
+    "                    peak (process, one block, calibration activations and Grams) exceeds SIZE\n"
 /* "N:M" with 0 < N < M <= 16; 1 (after the message) if not */
 int parse_nm(const char *s, int *n, int *m);
 /* load for running (ppl, generate, bench): then compress N:M-sparse block matrices as

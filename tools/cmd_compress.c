@@ -39,6 +39,7 @@ const char *profile_HELP =
     CALIB_HELP
     "output:\n"
     "  --threads T       threads\n"
+    MAXMEM_HELP
     "  --json            one JSON object with per-block arrays (prune_err[l][ratio],\n"
     "                    quant_err[l][bits], e[l]); pare compress --profile reads it\n"
     "\n"
@@ -86,6 +87,7 @@ const char *compress_HELP =
     "output:\n"
     "  -o OUT            output path (required); never the input\n"
     "  --threads T       threads\n"
+    MAXMEM_HELP
     "  --json            one JSON object: per block sparsity (measured), policy_sparsity, bits,\n"
     "                    e; nominal_mb, sparse_mb, fixed_mb, file_mb, seconds\n"
     "\n"
@@ -174,7 +176,7 @@ static void print_profile_json_body(const luc_profile *p) {
 
 int cmd_profile(int argc, char **argv) {
     static const char *const valued[] = {"--calib", "--nsamples", "--seqlen", "--seed", "--calib-order", "--ratios",
-        "--bits", "--method", "--group", "--percdamp", "--blocksize", "--threads", "--tokenizer", NULL};
+        "--bits", "--method", "--group", "--percdamp", "--blocksize", "--threads", "--tokenizer", "--max-memory", NULL};
     static const char *const booleans[] = {"--json", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;
@@ -276,7 +278,7 @@ int cmd_compress(int argc, char **argv) {
     static const char *const valued[] = {"-o", "--method", "--target-sparsity", "--bits", "--high-bits", "--cap",
         "--budget-mb", "--budget-sparsities", "--budget-bits", "--profile", "--ratios", "--profile-bits",
         "--profile-method", "--group", "--quant", "--percdamp", "--blocksize", "--calib", "--nsamples", "--seqlen",
-        "--seed", "--calib-order", "--threads", "--tokenizer", NULL};
+        "--seed", "--calib-order", "--threads", "--tokenizer", "--max-memory", NULL};
     static const char *const booleans[] = {"--json", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;

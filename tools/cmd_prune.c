@@ -52,6 +52,7 @@ const char *prune_HELP =
     "  -o OUT            output path (required); never the input\n"
     "  --format F        gguf (default) or hf\n"
     "  --threads T       threads\n"
+    MAXMEM_HELP
     "  --json            one JSON object: settings, achieved sparsity per tensor, time\n"
     "\n"
     "example: pare prune model.gguf -o model-2of4.gguf --method wanda --nm 2:4 --calib valid.txt\n"
@@ -118,7 +119,7 @@ int cmd_prune(int argc, char **argv) {
     if (structured) return cmd_prune_structured(argc, argv, structured); /* cmd_prune_structured.c */
     static const char *const valued[] = {"-o", "--method", "--nm", "--sparsity", "--calib", "--nsamples", "--seqlen", "--seed",
         "--calib-order", "--percdamp", "--blocksize", "--es-entropy", "--es-beta", "--es-beta-rel", "--es-combine", "--es-bins", "--es-lbs-block",
-        "--es-lbs-iters", "--format", "--threads", "--tokenizer", NULL};
+        "--es-lbs-iters", "--format", "--threads", "--tokenizer", "--max-memory", NULL};
     static const char *const booleans[] = {"--json", "--no-gns", "--no-lbs", "--es-skip-bos", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;

@@ -48,7 +48,7 @@ static void print_json(const char *model, const char *out, const char *calib, co
 int cmd_prune_blocks(int argc, char **argv, const char *method) {
     static const char *const valued[] = {"-o", "--method", "--remove-blocks", "--remove-ratio", "--calib", "--nsamples",
         "--seqlen", "--seed", "--calib-mode", "--barrier", "--bi-final-norm", "--cache-mb", "--format", "--threads",
-        "--tokenizer", NULL};
+        "--tokenizer", "--max-memory", NULL};
     static const char *const booleans[] = {"--json", "--no-step-losses", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;

@@ -57,7 +57,7 @@ static void print_json(const char *model, const char *out, const char *method, c
 int cmd_prune_structured(int argc, char **argv, const char *method) {
     static const char *const valued[] = {"-o", "--method", "--ratio", "--units", "--heads", "--ffn", "--structure", "--calib",
         "--nsamples", "--seqlen", "--seed", "--calib-order", "--np-lambda", "--np-iters", "--np-damp", "--np-gamma",
-        "--min-heads", "--min-ffn", "--format", "--threads", "--tokenizer", NULL};
+        "--min-heads", "--min-ffn", "--format", "--threads", "--tokenizer", "--max-memory", NULL};
     static const char *const booleans[] = {"--json", "--no-compensation", "--np-no-normalize", "--np-dense", "--mask-only", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;

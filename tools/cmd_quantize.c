@@ -49,6 +49,7 @@ const char *quantize_HELP =
     "  -o OUT            output path (required); never the input\n"
     "  --quantize-head   also output.weight (RTN; not when it is tied to the embeddings)\n"
     "  --threads T       threads\n"
+    MAXMEM_HELP
     "  --json            one JSON object: settings, bits_per_weight of the quantized tensors,\n"
     "                    quantized_mb (the model at that nominal size), file_mb, time\n"
     "\n"
@@ -57,7 +58,7 @@ const char *quantize_HELP =
 
 int cmd_quantize(int argc, char **argv) {
     static const char *const valued[] = {"-o", "--type", "--method", "--calib", "--nsamples", "--seqlen", "--seed",
-        "--calib-order", "--percdamp", "--blocksize", "--threads", "--tokenizer", NULL};
+        "--calib-order", "--percdamp", "--blocksize", "--threads", "--tokenizer", "--max-memory", NULL};
     static const char *const booleans[] = {"--json", "--act-order", "--static-groups", "--quantize-head", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;

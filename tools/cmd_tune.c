@@ -73,20 +73,6 @@ static int parse_exits(const char *s, tune_opts *o) {
     return o->n_exit == 0;
 }
 
-/* "512M", "2G", "1.5GB", "300000K", plain bytes */
-static double parse_size(const char *s) {
-    char *e;
-    double v = strtod(s, &e);
-    if (e == s || !(v > 0)) return -1;
-    double mul = 1;
-    if (*e == 'k' || *e == 'K') mul = 1024.0, e++;
-    else if (*e == 'm' || *e == 'M') mul = 1048576.0, e++;
-    else if (*e == 'g' || *e == 'G') mul = 1073741824.0, e++;
-    if (*e == 'b' || *e == 'B') e++;
-    if (*e) return -1;
-    return v * mul;
-}
-
 typedef struct tune_log {
     int json, every, steps;
     double t0, loss_sum;

@@ -83,6 +83,31 @@ pare_status runner_new(const pare_model *m, const calib_data *cd, calib_runner *
     return PARE_OK;
 }
 
+size_t calib_plan_bytes(const pare_model *m, int n, int T, int gram) {
+    size_t E = (size_t)m->n_embd, q = 1, kv = 1, F = 1;
+    for (int l = 0; l < m->n_layer; l++) {
+        const pare_layer *L = &m->layers[l];
+        size_t lq = (size_t)L->n_head * m->head_dim, lk = (size_t)L->n_head_kv * m->head_dim;
+        if (lq > q) q = lq;
+        if (lk > kv) kv = lk;
+        if ((size_t)L->n_ff > F) F = (size_t)L->n_ff;
+    }
+    size_t t = (size_t)T, b = 0;
+    b += ((size_t)n + 1) * t * E * sizeof(float);                          /* x, y */
+    b += (size_t)m->n_layer * t * kv * 2 * sizeof(float);                  /* KV caches */
+    b += t * (2 * E + 2 * q + 2 * kv + 2 * F) * sizeof(float);             /* engine scratch */
+    b += t * (size_t)m->n_vocab * sizeof(float);                           /* logits of one window */
+    size_t wmax = F * E > q * E ? F * E : q * E;
+    b += 2 * wmax * sizeof(float);                                         /* float copies */
+    if (gram) {
+        size_t wide = F > q ? F : q;
+        wide = wide > E ? wide : E;
+        b += (2 * E * E + q * q + F * F) * sizeof(double);                 /* one block's Grams */
+        b += 2 * wide * wide * sizeof(double);                             /* H and its factor */
+    }
+    return b;
+}
+
 void runner_free(calib_runner *r) {
     if (!r) return;
     pare_ctx_free(r->ctx);

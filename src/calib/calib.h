@@ -59,6 +59,11 @@ typedef struct calib_runner {
 } calib_runner;
 
 pare_status runner_new(const pare_model *m, const calib_data *cd, calib_runner **out);
+/* An upper estimate of the heap a block-by-block pipeline over n windows of T tokens holds
+ * at its peak: the activations (in and out), the engine context, with gram the layer Gram
+ * matrices of one block (double) and a factorisation's copy of the widest, and float copies
+ * of the two largest matrices of a block. What --max-memory checks before a run. */
+size_t calib_plan_bytes(const pare_model *m, int n, int T, int gram);
 void runner_free(calib_runner *r);
 /* Run block l (== r->block) on all windows without changing x, accumulating the wanted
  * statistics at each capture point: want[p] for p in FWD_*; st must hold FWD_N_POINTS
