@@ -21,14 +21,16 @@ for t in ${FUZZ_TARGETS:-gguf safetensors config tokjson spm llama2c}; do
             echo "fuzz_$t: regression input $r fails again"; tail -5 "$OUT/regress-$t.log"; found=1
         fi
     done
+    t0=$(date +%s)
     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 "$OUT/fuzz_$t" "$OUT/corpus-$t" "$OUT/seeds/$t" \
         -max_total_time="$SECS" -max_len=100000 -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 \
         -artifact_prefix="$OUT/crash-$t/" > "$OUT/fuzz-$t.log" 2>&1
     rc=$?
+    el=$(( $(date +%s) - t0 ))
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$OUT/fuzz-$t.log" | grep -o '[0-9]*$')
     corp=$(ls "$OUT/corpus-$t" | wc -l)
     crashes=$(ls "$OUT/crash-$t" | wc -l)
-    echo "fuzz_$t: ${execs:-?} executions in ${SECS} s, corpus $corp inputs, findings $crashes (exit $rc)"
+    echo "fuzz_$t: ${execs:-?} executions in ${el} s, corpus $corp inputs, findings $crashes (exit $rc)"
     if [ "$rc" != 0 ] || [ "$crashes" != 0 ]; then found=1; tail -30 "$OUT/fuzz-$t.log"; fi
 done
 exit $found
