@@ -17,7 +17,7 @@ for t in ${FUZZ_TARGETS:-gguf safetensors config tokjson spm llama2c}; do
     # inputs that once crashed a target (fuzz/regress/TARGET-*) must stay fixed
     for r in fuzz/regress/$t-*; do
         [ -f "$r" ] || continue
-        if ! "$OUT/fuzz_$t" "$r" > "$OUT/regress-$t.log" 2>&1; then
+        if ! "$OUT/fuzz_$t" -timeout=5 "$r" > "$OUT/regress-$t.log" 2>&1; then
             echo "fuzz_$t: regression input $r fails again"; tail -5 "$OUT/regress-$t.log"; found=1
         fi
     done

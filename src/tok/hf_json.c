@@ -244,6 +244,12 @@ pare_status vocab_from_hf_json(const char *path, pare_vocab **out) {
         if (id > max_id) max_id = id;
     }
     if (max_id < 0) { st = pare_fail(PARE_ERR_FORMAT, "%s: empty vocabulary", path); goto fail; }
+    /* ids are dense in real vocabularies: a far one would make millions of padding tokens */
+    int n_entries = cJSON_GetArraySize(vocab) + cJSON_GetArraySize(added);
+    if ((int64_t)max_id + 1 > 2 * (int64_t)n_entries + 65536) {
+        st = pare_fail(PARE_ERR_FORMAT, "%s: token id %d for %d tokens (ids must be about dense)", path, max_id, n_entries);
+        goto fail;
+    }
     if (!(v = vocab_alloc(PARE_VOCAB_BPE, max_id + 1))) goto nomem;
     cJSON_ArrayForEach(e, vocab) {
         id = (int)e->valuedouble;
