@@ -388,7 +388,11 @@ int cmd_report(int argc, char **argv) {
         else if (k == R_COMPRESS) nb = array_of(get(r[i].j, "sparsity"), v, 256);
         else if (k == R_PROFILE) nb = array_of(get(r[i].j, "e"), v, 256);
         if (nb < 1) continue;
-        if (!sec2++) sb_add(&o, "<h2>Per block</h2>\n");
+        double lo = INFINITY, hi = -INFINITY;
+        for (int l = 0; l < nb; l++) if (isfinite(v[l])) { lo = fmin(lo, v[l]); hi = fmax(hi, v[l]); }
+        if (k == R_PRUNE && hi - lo < 0.01) continue; /* the same in every block: the table says it */
+        if (!sec2++) sb_add(&o, "<h2>Per block</h2>\n<p>Pruning results with the same sparsity in every block are "
+                                "only in the tables.</p>\n");
         for (int l = 0; l < nb; l++) snprintf(lab[l], sizeof lab[l], "block %d", l);
         snprintf(t, sizeof t, "%s: %s %s", k == R_PROFILE ? "sensitivity e_l" : "sparsity",
                  str(r[i].j, "method") ? str(r[i].j, "method") : "", base(str(r[i].j, k == R_PROFILE ? "model" : "output")));
