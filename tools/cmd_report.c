@@ -15,7 +15,8 @@ const char *report_HELP =
     "One self-contained HTML page (inline SVG, no scripts, no network) from the --json output of\n"
     "pare's commands: every file may hold any number of JSON objects (one per line, as the\n"
     "commands print them; progress objects are skipped). What it draws:\n"
-    "  - perplexity against sparsity, one curve per method (and N:M pattern): a pruning or\n"
+    "  - perplexity against sparsity (the fraction of block weights zeroed or removed: units,\n"
+    "    blocks), one curve per method (and N:M pattern): a pruning or\n"
     "    compression result (pare prune/compress/quantize --json) joined to the pare ppl --json\n"
     "    of its output file (matched by path); the ppl of their input is the dense point\n"
     "  - per-block sparsity of each pruning result, per-block sparsity and bits and the\n"
@@ -108,8 +109,8 @@ static const rec *ppl_of(const rec *r, int n, const char *path) {
 
 /* ---- SVG -------------------------------------------------------------------------------- */
 static const char *COLOR[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-                              "#7f7f7f", "#bcbd22"};
-#define NCOLOR 10
+                              "#7f7f7f", "#bcbd22", "#393b79", "#e7ba52", "#637939", "#ad494a"};
+#define NCOLOR 14
 
 typedef struct series { char name[96]; double x[64], y[64]; int n; } series;
 
@@ -216,7 +217,8 @@ static void svg_bars(sb *o, const char *title, char (*labels)[96], const double 
 /* columns of each kind: JSON keys (numbers or strings) */
 static const char *const COLS[R_N][12] = {
     [R_PPL] = {"model", "ppl", "nll", "windows", "ctx", "protocol", "seconds", NULL},
-    [R_PRUNE] = {"output", "method", "nm", "sparsity_target", "sparsity", "ratio", "nsamples", "seconds", NULL},
+    [R_PRUNE] = {"output", "method", "nm", "sparsity_target", "sparsity", "ratio", "block_removed_ratio", "blocks_after",
+                 "nsamples", "seconds", NULL},
     [R_COMPRESS] = {"output", "method", "target_sparsity", "bits", "mean_sparsity", "sparse_mb", "nominal_mb", "seconds", NULL},
     [R_QUANT] = {"output", "method", "type", "bits_per_weight", "quantized_mb", "seconds", NULL},
     [R_PROFILE] = {"model", "n_layer", "profile_method", "seconds", NULL},
@@ -348,8 +350,11 @@ int cmd_report(int argc, char **argv) {
         int k = r[i].kind;
         if (k != R_PRUNE && k != R_COMPRESS && k != R_QUANT) continue;
         const rec *pp = ppl_of(r, n, str(r[i].j, "output"));
+        /* the fraction of block weights gone: zeros, removed units, removed blocks */
         double sp = k == R_COMPRESS ? num(r[i].j, "mean_sparsity") : num(r[i].j, "sparsity");
-        if (!isfinite(sp)) sp = num(r[i].j, "ratio");
+        if (!isfinite(sp)) sp = num(r[i].j, "block_removed_ratio");
+        if (!isfinite(sp) && num(r[i].j, "blocks_before") > 0)
+            sp = 1 - num(r[i].j, "blocks_after") / num(r[i].j, "blocks_before");
         if (!pp || !isfinite(sp)) continue;
         char name[96];
         const char *nm = str(r[i].j, "nm");
@@ -375,7 +380,7 @@ int cmd_report(int argc, char **argv) {
             }
     if (ns) {
         sb_add(&o, "<h2>Perplexity against sparsity</h2>\n");
-        svg_lines(&o, "perplexity by method", "sparsity (fraction of block weights zero)", "perplexity", S, ns);
+        svg_lines(&o, "perplexity by method", "sparsity (fraction of block weights zeroed or removed)", "perplexity", S, ns);
     }
     /* 2. per block */
     int sec2 = 0;
