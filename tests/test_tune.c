@@ -142,6 +142,21 @@ static tune_state *random_state(pare_model *m, tune_opts *o) {
     return s;
 }
 
+/* A tiny model with exits ex (window w) whose adapters and heads are random, committed. */
+static pare_model *tuned(int L, uint64_t seed, int n, const int *ex, int window) {
+    pare_model *m = model_of(L, seed);
+    tune_opts o;
+    opts(&o, n, ex, window);
+    tune_state *s = random_state(m, &o);
+    assert_int_equal(tune_state_commit(s), PARE_OK);
+    tune_state_free(s);
+    return m;
+}
+
+static void rand_tokens(int32_t *in, int T, int V) {
+    for (int t = 0; t < T; t++) in[t] = (int32_t)(urand() * V);
+}
+
 /* Each exit's forward in the training net (the view it is trained on) equals the inference
  * engine's two-stream forward of that exit. */
 static void test_train_view_equals_engine(void **state) {
@@ -153,7 +168,7 @@ static void test_train_view_equals_engine(void **state) {
     int T = 16, V = m->n_vocab;
     tune_state *s = random_state(m, &o);
     int32_t in[16];
-    for (int t = 0; t < T; t++) in[t] = (int32_t)(urand() * V);
+    rand_tokens(in, T, V);
     float *lt = malloc(3 * (size_t)T * V * sizeof(float)), *le = malloc((size_t)T * V * sizeof(float));
     for (int k = 0; k < 3; k++) {
         assert_int_equal(tune_state_phase(s, k, 1, T), PARE_OK);
@@ -242,16 +257,11 @@ static void softmax_d(const float *l, int V, double *p) {
  * confident exit. */
 static void test_vote_is_most_confident(void **state) {
     (void)state;
-    pare_model *m = model_of(6, 5);
-    tune_opts o;
     int ex[3] = {1, 3, 5};
-    opts(&o, 3, ex, 2);
+    pare_model *m = tuned(6, 5, 3, ex, 2);
     int T = 16, V = m->n_vocab;
-    tune_state *s = random_state(m, &o);
-    assert_int_equal(tune_state_commit(s), PARE_OK);
-    tune_state_free(s);
     int32_t in[16];
-    for (int t = 0; t < T; t++) in[t] = (int32_t)(urand() * V);
+    rand_tokens(in, T, V);
     float *lk = malloc(3 * (size_t)T * V * sizeof(float)), *lv = malloc((size_t)T * V * sizeof(float));
     for (int k = 0; k < 3; k++) engine_logits(m, k, in, T, lk + (size_t)k * T * V);
     engine_logits(m, PARE_EXIT_VOTE, in, T, lv);
@@ -288,15 +298,10 @@ static void test_vote_is_most_confident(void **state) {
 /* --merge: the last exit's adapters folded, its head the output; the same logits. With the
  * last exit before the last block the blocks past it go. */
 static void merge_case(int L, int n_exit, const int *ex, int window) {
-    pare_model *m = model_of(L, 6);
-    tune_opts o;
-    opts(&o, n_exit, ex, window);
+    pare_model *m = tuned(L, 6, n_exit, ex, window);
     int T = 16, V = m->n_vocab;
-    tune_state *s = random_state(m, &o);
-    assert_int_equal(tune_state_commit(s), PARE_OK);
-    tune_state_free(s);
     int32_t in[16];
-    for (int t = 0; t < T; t++) in[t] = (int32_t)(urand() * V);
+    rand_tokens(in, T, V);
     float *a = malloc((size_t)T * V * sizeof(float)), *b = malloc((size_t)T * V * sizeof(float));
     engine_logits(m, PARE_EXIT_LAST, in, T, a);
     assert_int_equal(tune_merge(m), PARE_OK);
@@ -322,14 +327,9 @@ static void test_merge_equals_unmerged(void **state) {
 /* A tuned model survives GGUF: same exits, the same vote bit for bit. */
 static void test_gguf_roundtrip(void **state) {
     (void)state;
-    pare_model *m = model_of(6, 7);
-    tune_opts o;
     int ex[2] = {2, 5};
-    opts(&o, 2, ex, 3);
+    pare_model *m = tuned(6, 7, 2, ex, 3);
     int T = 16, V = m->n_vocab;
-    tune_state *s = random_state(m, &o);
-    assert_int_equal(tune_state_commit(s), PARE_OK);
-    tune_state_free(s);
     char gpath[64];
     snprintf(gpath, sizeof gpath, "/tmp/pare-test-tune-%d.gguf", (int)getpid());
     assert_int_equal(pare_model_save(m, gpath, "gguf"), PARE_OK);
@@ -343,7 +343,7 @@ static void test_gguf_roundtrip(void **state) {
     }
     assert_true(r->lora_scale == m->lora_scale);
     int32_t in[16];
-    for (int t = 0; t < T; t++) in[t] = (int32_t)(urand() * V);
+    rand_tokens(in, T, V);
     float *a = malloc((size_t)T * V * sizeof(float)), *b = malloc((size_t)T * V * sizeof(float));
     engine_logits(m, PARE_EXIT_VOTE, in, T, a);
     engine_logits(r, PARE_EXIT_VOTE, in, T, b);
