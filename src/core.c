@@ -314,6 +314,26 @@ pare_status pare_map_file(const char *path, pare_map *out) {
     input_ref(path, &st, +1, p, (size_t)st.st_size);
     return PARE_OK;
 }
+size_t pare_rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+    fclose(f);
+    return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+size_t pare_rss_peak_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t kb = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) { kb = (size_t)strtoull(line + 6, NULL, 10); break; }
+    fclose(f);
+    return kb * 1024;
+}
+
 void pare_release_pages(const void *p, size_t n) {
     if (!p || !n) return;
     const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);

@@ -88,6 +88,9 @@ void pare_unmap(pare_map *m);
  * faults them in again from the file): what keeps RSS bounded while a large model streams
  * through. Never for malloc'ed memory (its pages would read back as zeros). */
 void pare_release_pages(const void *p, size_t n);
+/* Resident set size of this process now, and its peak (Linux VmHWM); 0 where unknown. */
+size_t pare_rss_bytes(void);
+size_t pare_rss_peak_bytes(void);
 /* Read a whole (small) file into a NUL-terminated malloc'ed buffer. */
 pare_status pare_read_file(const char *path, char **buf, size_t *len);
 

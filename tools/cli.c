@@ -1,8 +1,6 @@
 /* cli.c - what every subcommand shares: one-line errors, flag parsing, model loading. */
 #include "cli.h"
 
-#include "train/tune.h"
-
 #include <errno.h>
 #include <limits.h>
 #include <omp.h>
@@ -198,7 +196,7 @@ int load_calib(const pare_model *m, const char *calib, long nsamples, long *seql
             if (b > blk) blk = b;
         }
         blk += (double)m->tok_embd->nbytes + (m->output != m->tok_embd ? (double)m->output->nbytes : 0);
-        double base = (double)tune_rss_now(), work = (double)calib_plan_bytes(m, cd->n, cd->T, 1);
+        double base = (double)pare_rss_bytes(), work = (double)calib_plan_bytes(m, cd->n, cd->T, 1);
         if (base + blk + work > lim) {
             char msg[256];
             snprintf(msg, sizeof msg, "needs about %.1f MB (process %.1f, one block with embeddings and head %.1f, calibration and work %.1f for %d x %d "

@@ -153,7 +153,7 @@ int cmd_tune(int argc, char **argv) {
     if (train_data_load(m->vocab, data, &td, (uint64_t)seed)) { die_st(); goto done; }
     /* resolve the settings and plan the memory before anything runs */
     tune_warm_blas();
-    size_t base = tune_rss_now();
+    size_t base = pare_rss_bytes();
     tune_plan plan;
     double pred;
     int req_B = o.B, req_w = o.window;
@@ -180,7 +180,7 @@ int cmd_tune(int argc, char **argv) {
     lg.t0 = t0;
     if (tune_run(m, &o, &td, on_step, &lg, &res)) { die_st(); goto done; }
     double secs = pare_now() - t0;
-    size_t peak = tune_rss_peak();
+    size_t peak = pare_rss_peak_bytes();
     if (merge && tune_merge(m)) { die_st(); goto done; }
     if (pare_model_save(m, out, "gguf")) { die_st(); goto done; }
     if (json) {

@@ -112,6 +112,14 @@ static uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
+void train_lora_init(float *a, int64_t in, size_t n, uint64_t seed, int slot) {
+    double bound = 1.0 / sqrt((double)in);
+    for (size_t j = 0; j < n; j++) {
+        uint64_t z = mix64(seed ^ mix64(((uint64_t)slot << 40) ^ j));
+        a[j] = (float)(bound * (2.0 * ((double)(z >> 11) / 9007199254740992.0) - 1.0));
+    }
+}
+
 pare_status train_new(pare_model *m, const train_opts *o, int B, int T, train_state **out) {
     *out = NULL;
     if (B < 1 || T < 1 || (int64_t)B * T > (1 << 26)) return pare_fail(PARE_ERR_ARG, "training: bad batch %d x %d", B, T);
@@ -150,13 +158,7 @@ pare_status train_new(pare_model *m, const train_opts *o, int B, int T, train_st
             trained = 1;
             float *w = st_alloc(ts, cnt);
             if (!w) { st = PARE_ERR_NOMEM; break; }
-            if (p->lora == 1) { /* A uniform in +-1/sqrt(in) (as PyTorch's default), B = 0 */
-                double bound = 1.0 / sqrt((double)p->cols);
-                for (size_t j = 0; j < cnt; j++) {
-                    uint64_t z = mix64(ts->o.seed ^ mix64(((uint64_t)i << 40) ^ j));
-                    w[j] = (float)(bound * (2.0 * ((double)(z >> 11) / 9007199254740992.0) - 1.0));
-                }
-            }
+            if (p->lora == 1) train_lora_init(w, p->cols, cnt, ts->o.seed, i); /* B stays 0 */
             *p->w = w;
         } else {
             pare_tensor *t = model_find_tensor(m, p->name);

@@ -70,6 +70,9 @@ int64_t train_n_trained(const train_state *ts);   /* trained parameters (element
 double train_lr_at(const train_opts *o, int64_t step); /* schedule; step counts from 0 */
 tnet_f *train_net(train_state *ts);
 
+/* A LoRA A matrix of n values for a layer with `in` inputs: uniform in +-1/sqrt(in) (PyTorch's
+ * default), deterministic from seed and the net slot's index. */
+void train_lora_init(float *a, int64_t in, size_t n, uint64_t seed, int slot);
 /* Make a model tensor an owned F32 array (dequantized or copied when it is not already). */
 pare_status train_own_f32(pare_tensor *t);
 

@@ -102,11 +102,6 @@ static void ts_free(tstate *s) {
     free(s->lora);
 }
 
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* Exit k's head weights (a copy of the output head) and, with state, its gradient and moments. */
 static pare_status head_ensure(tstate *s, int k, int state) {
@@ -189,13 +184,7 @@ static pare_status ts_build(tstate *s, pare_model *m, const tune_opts *o, const 
             q->g = pare_calloc(cnt, sizeof(float)); q->m = pare_calloc(cnt, sizeof(float));
             q->v = pare_calloc(cnt, sizeof(float));
             if (!w || !q->g || !q->m || !q->v) return PARE_ERR_NOMEM;
-            if (p->lora == 1) { /* A uniform in +-1/sqrt(in), B = 0 (PyTorch / peft defaults) */
-                double bound = 1.0 / sqrt((double)p->cols);
-                for (size_t j = 0; j < cnt; j++) {
-                    uint64_t z = mix64(o->seed ^ mix64(((uint64_t)i << 40) ^ j));
-                    w[j] = (float)(bound * (2.0 * ((double)(z >> 11) / 9007199254740992.0) - 1.0));
-                }
-            }
+            if (p->lora == 1) train_lora_init(w, p->cols, cnt, o->seed, i); /* B stays 0 */
             *p->w = q->w = w;
             continue;
         }
@@ -332,26 +321,6 @@ void tune_warm_blas(void) {
         free(a); free(c);
     }
     openblas_set_num_threads(ob);
-}
-
-size_t tune_rss_now(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, rss = 0;
-    if (!f) return 0;
-    if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
-    fclose(f);
-    return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-size_t tune_rss_peak(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    size_t kb = 0;
-    if (!f) return 0;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmHWM:", 6)) { kb = (size_t)strtoull(line + 6, NULL, 10); break; }
-    fclose(f);
-    return kb * 1024;
 }
 
 /* which exit step s (from 0) trains */
@@ -491,7 +460,7 @@ pare_status tune_run(pare_model *m, tune_opts *o, train_data *d, tune_cb cb, voi
         if (seen[k] > per_exit[k] - (per_exit[k] + 9) / 10) exit_sum[k] += loss;
         if (step >= fin_from) { fin_sum += loss; fin_n++; }
         if (cb) {
-            tune_step_info info = {step + 1, k, loss, norm, lr, sec, tune_rss_now()};
+            tune_step_info info = {step + 1, k, loss, norm, lr, sec, pare_rss_bytes()};
             cb(&info, user);
         }
     }

@@ -100,8 +100,5 @@ pare_status tune_merge(pare_model *m);
 /* Touch the BLAS workspaces of every OpenMP thread (one sgemm each), so that a resident size
  * measured afterwards as the base of a plan already holds them. */
 void tune_warm_blas(void);
-/* Resident set size of this process now (bytes), and its peak (VmHWM). */
-size_t tune_rss_now(void);
-size_t tune_rss_peak(void);
 
 #endif
