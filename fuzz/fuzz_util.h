@@ -10,30 +10,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* dir/name, written with data; returns the path (static) or NULL */
-static inline const char *fuzz_write(const char *name, const uint8_t *data, size_t n) {
-    static char dir[256], path[512];
+/* this process's folder for the inputs (made once) */
+static inline const char *fuzz_dir(void) {
+    static char dir[256];
     if (!dir[0]) {
         struct stat sb;
         snprintf(dir, sizeof dir, "%s/pare-fuzz-%d", stat("/dev/shm", &sb) == 0 ? "/dev/shm" : "/tmp", (int)getpid());
         mkdir(dir, 0700);
     }
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return dir;
+}
+
+/* fuzz_dir()/name, written with data; returns the path (static) or NULL */
+static inline const char *fuzz_write(const char *name, const uint8_t *data, size_t n) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", fuzz_dir(), name);
     FILE *f = fopen(path, "wb");
     if (!f) return NULL;
     if (n && fwrite(data, 1, n, f) != n) { fclose(f); return NULL; }
     fclose(f);
     return path;
-}
-
-static inline const char *fuzz_dir(void) {
-    static char d[512];
-    const char *p = fuzz_write(".probe", (const uint8_t *)"", 0);
-    if (!p) return NULL;
-    snprintf(d, sizeof d, "%s", p);
-    char *slash = strrchr(d, '/');
-    if (slash) *slash = 0;
-    return d;
 }
 
 #endif
