@@ -160,14 +160,13 @@ int cmd_tune(int argc, char **argv) {
     if (tune_fit(m, &o, base, &plan, &pred)) { die_st(); goto done; }
     tune_log lg = {json, (int)every, o.steps, 0, 0, 0, &o};
     tune_result res;
-    tune_opts run_o = o;
     if (!json) {
         printf("pare tune: %s, %d blocks; %s, %d exits (", m->name ? m->name : f.pos[0], m->n_layer,
-               run_o.full ? "full (vanilla LoRA)" : "adaptive", run_o.n_exit);
-        for (int k = 0; k < run_o.n_exit; k++) printf("%s%d", k ? "," : "", run_o.exits[k]);
-        printf("), window %d, %s schedule, %d steps of %d x %d x %d tokens, LoRA r %d alpha %g, lr %g\n", run_o.window,
-               run_o.schedule == TUNE_ROUND_ROBIN ? "round-robin" : "sequential", run_o.steps, run_o.accum, run_o.B,
-               run_o.T, run_o.lora_rank, (double)run_o.lora_alpha, (double)run_o.lr);
+               o.full ? "full (vanilla LoRA)" : "adaptive", o.n_exit);
+        for (int k = 0; k < o.n_exit; k++) printf("%s%d", k ? "," : "", o.exits[k]);
+        printf("), window %d, %s schedule, %d steps of %d x %d x %d tokens, LoRA r %d alpha %g, lr %g\n", o.window,
+               o.schedule == TUNE_ROUND_ROBIN ? "round-robin" : "sequential", o.steps, o.accum, o.B,
+               o.T, o.lora_rank, (double)o.lora_alpha, (double)o.lr);
         printf("memory plan: process %.1f MB + mapped weights %.1f MB + tuning state %.1f MB + activations %.1f MB = %.1f MB "
                "peak\n", (double)base / 1048576, (double)plan.mapped_bytes / 1048576, (double)plan.state_bytes / 1048576,
                (double)plan.act_max / 1048576, pred / 1048576);
