@@ -2,7 +2,9 @@
 # numerical_table.sh - the Numerical Pruning table of docs/RESULTS.md: brown-4m pruned at
 # 10/20/30/50% of the attention + MLP weights by numerical (with and without compensation)
 # and the structured baselines, perplexity on brown-test and WikiText-2 test (ctx 256).
-#   sh bench/numerical_table.sh [BUILD [OUTDIR [RATIOS]]]    env: WIKI_WINDOWS=0
+# Calibration: 128 windows of 256 tokens; taylor-struct (LLM-Pruner's Taylor score, one
+# backward pass of the whole model) on 32 windows of 256, and on LLM-Pruner's 10 of 64.
+#   sh bench/numerical_table.sh [BUILD [OUTDIR [RATIOS]]]    env: WIKI_WINDOWS=0, METHODS (all)
 # Prints one markdown row per model; the JSON of every run stays in OUTDIR.
 set -e
 export PARE_FORCE=1 # reruns replace their outputs
@@ -39,11 +41,14 @@ echo "| model | parameters | attn+MLP removed | total removed | brown-test ppl |
 echo "|---|---|---|---|---|---|---|"
 row "dense" "$MODEL" -
 for r in $RATIOS; do
-    for m in numerical numerical-nocomp flap-nobias wanda-struct mag-struct; do
-        meth=$m; extra=""
+    for m in ${METHODS:-numerical numerical-nocomp flap flap-nobias wanda-struct mag-struct taylor-struct taylor-struct-10x64}; do
+        meth=$m; extra=""; cal="--nsamples 128 --seqlen 256"
         [ "$m" = numerical-nocomp ] && { meth=numerical; extra=--no-compensation; }
+        [ "$m" = taylor-struct ] && cal="--nsamples 32 --seqlen 256"
+        [ "$m" = taylor-struct-10x64 ] && { meth=taylor-struct; cal="--nsamples 10 --seqlen 64"; }
         o="$OUT/$m-$r.gguf"
-        "$B/pare" prune "$MODEL" -o "$o" --method "$meth" --ratio "$r" --calib "$CALIB" --nsamples 128 --seqlen 256 \
+        # shellcheck disable=SC2086
+        "$B/pare" prune "$MODEL" -o "$o" --method "$meth" --ratio "$r" --calib "$CALIB" $cal \
             --seed 0 $extra --json > "$OUT/$m-$r.json"
         row "$m $r" "$o" "$OUT/$m-$r.json"
     done

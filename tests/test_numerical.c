@@ -4,7 +4,10 @@
  * Remark 4's optimum and equals the paper's closed form (fp64, 1e-8); removing units
  * physically equals masking them (also after a GGUF round trip, GQA groups included); 0%
  * is the identity; a unit whose output projection is zero scores lowest of its kind; the paper's unit
- * count floor(rho (L H + L d_ff)); the parameter target is met within one unit. */
+ * count floor(rho (L H + L d_ff)); the parameter target is met within one unit. LLM-Pruner's
+ * Taylor score (METHODS.md 10): a channel's and a head's score is the sum of |w dL/dw| over
+ * their weights with dL/dw by central differences / the fp64 network; a channel with all
+ * weights zero scores 0 and goes first; 0% is the identity. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +17,7 @@
 #include "model/synth.h"
 #include "prune/linalg.h"
 #include "prune/prune.h"
+#include "train/tnet.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -397,6 +401,60 @@ static void dense_scores(pare_model *m, const calib_data *cd, const sprune_opts 
     runner_free(r);
 }
 
+static void stats_equal(const calib_stats *a, const calib_stats *b) {
+    assert_int_equal(a->width, b->width);
+    assert_int_equal(a->ntok, b->ntok);
+    size_t w = (size_t)a->width;
+    if (a->sumsq) assert_memory_equal(a->sumsq, b->sumsq, w * sizeof(double));
+    if (a->sum) assert_memory_equal(a->sum, b->sum, w * sizeof(double));
+    if (a->min) { assert_memory_equal(a->min, b->min, w * sizeof(float)); assert_memory_equal(a->max, b->max, w * sizeof(float)); }
+    assert_true(!a->gram == !b->gram);
+    if (a->gram) assert_memory_equal(a->gram, b->gram, w * w * sizeof(double));
+}
+
+/* runner_collect_advance (one pass, in place) gives the statistics of runner_collect and the
+ * next block's inputs of runner_advance, bit for bit; a collect that wants only an early point
+ * stops there and gives that point's statistics of a whole-block collect; Grams come out
+ * symmetric with the sums of squares on their diagonal. */
+static void test_collect_advance(void **state) {
+    (void)state;
+    pare_model *m = make_model(&g_gqa, PARE_TYPE_F32);
+    calib_data cd;
+    random_calib(&cd, 3, 24, g_gqa.n_vocab);
+    calib_runner *a, *b;
+    assert_int_equal(runner_new(m, &cd, &a), PARE_OK);
+    assert_int_equal(runner_new(m, &cd, &b), PARE_OK);
+    const size_t nx = (size_t)cd.n * cd.T * m->n_embd;
+    for (int l = 0; l < m->n_layer; l++) {
+        unsigned want[FWD_N_POINTS], early[FWD_N_POINTS] = {0};
+        for (int q = 0; q < FWD_N_POINTS; q++) want[q] = STAT_GRAM | STAT_SUM | STAT_SUMSQ | STAT_MINMAX;
+        early[FWD_ATTN_IN] = want[FWD_ATTN_IN];
+        calib_stats sa[FWD_N_POINTS], sb[FWD_N_POINTS], se[FWD_N_POINTS];
+        memset(sa, 0, sizeof sa); memset(sb, 0, sizeof sb); memset(se, 0, sizeof se);
+        assert_int_equal(runner_collect(a, early, 0, se), PARE_OK);
+        assert_int_equal(runner_collect(a, want, 0, sa), PARE_OK);
+        stats_equal(&se[FWD_ATTN_IN], &sa[FWD_ATTN_IN]);
+        assert_int_equal(runner_advance(a), PARE_OK);
+        assert_int_equal(runner_collect_advance(b, want, 0, sb), PARE_OK);
+        assert_int_equal(a->block, b->block);
+        assert_memory_equal(a->x, b->x, nx * sizeof(float));
+        for (int q = 0; q < FWD_N_POINTS; q++) stats_equal(&sa[q], &sb[q]);
+        /* every Gram symmetric, its diagonal the sums of squares (accumulated apart, in double) */
+        for (int q = 0; q < FWD_N_POINTS; q++) {
+            const double *G = sa[q].gram;
+            int w = sa[q].width;
+            for (int i = 0; i < w; i++) {
+                for (int j = 0; j < i; j++) assert_true(G[(size_t)i * w + j] == G[(size_t)j * w + i]);
+                assert_true(fabs(G[(size_t)i * w + i] - sa[q].sumsq[i]) <= 1e-5 * sa[q].sumsq[i] + 1e-12);
+            }
+        }
+        for (int q = 0; q < FWD_N_POINTS; q++) { calib_stats_free(&sa[q]); calib_stats_free(&sb[q]); calib_stats_free(&se[q]); }
+    }
+    runner_free(a); runner_free(b);
+    calib_free(&cd);
+    pare_model_free(m);
+}
+
 /* A head (channel) whose o (down) columns are zero scores lowest among the heads (channels):
  * of all layers for numerical, of its layer for FLAP and Wanda (per-layer scales). Not
  * necessarily below every channel under alpha = 4 hd / 3: dead channels absorb the layer's
@@ -505,6 +563,276 @@ static void test_compensation_helps(void **state) {
     calib_free(&cd);
 }
 
+/* ---- LLM-Pruner's Taylor score (taylor.c) ------------------------------------------------ */
+/* The windows of cd as one batch: inputs, and targets the next tokens (a window's last
+ * position has none), as taylor_scores feeds them. */
+static void windows_io(const calib_data *cd, int32_t *in, int32_t *tgt) {
+    for (int w = 0; w < cd->n; w++)
+        for (int t = 0; t < cd->T; t++) {
+            in[w * cd->T + t] = cd->ids[w * cd->T + t];
+            tgt[w * cd->T + t] = t + 1 < cd->T ? cd->ids[w * cd->T + t + 1] : -1;
+        }
+}
+
+/* L: the mean cross-entropy over the scored tokens, on the fp64 network */
+static double loss_d(tnet_d *n, const calib_data *cd, const int32_t *in, const int32_t *tgt) {
+    double s;
+    int64_t c;
+    assert_int_equal(tnet_forward_d(n, in, tgt, cd->n, cd->T, NULL, &s, &c), PARE_OK);
+    assert_int_equal(c, (int64_t)cd->n * (cd->T - 1));
+    return s / (double)c;
+}
+
+static double *slot_w(tnet_d *n, const char *name) { tparam_d *p = tnet_param_d(n, name); assert_non_null(p); return *p->w; }
+static double *slot_g(tnet_d *n, const char *name) { tparam_d *p = tnet_param_d(n, name); assert_non_null(p); return *p->gw; }
+
+/* The score of FFN channel c and of query head h (GQA: its KV head shared by 2) of block 1,
+ * by hand: dL/dw of the channel's 3 E weights by central differences in double (h = 1e-5,
+ * checked against the fp64 backward pass), of the head's q/k/v/o weights by the fp64
+ * backward pass (spot-checked by differences); sum of |w g| over the channel's gate and up
+ * rows and down column, and over the head's q rows, o columns and half its KV head's k and
+ * v rows. The pipeline (F32 network) agrees to 2e-5 (it is near 1e-6). */
+static void test_taylor_hand(void **state) {
+    (void)state;
+    pare_model *m = make_model(&g_gqa, PARE_TYPE_F32);
+    calib_data cd;
+    random_calib(&cd, 3, 16, g_gqa.n_vocab);
+    sprune_plan p;
+    assert_int_equal(sprune_plan_new(m, &p), PARE_OK);
+    double L32;
+    assert_int_equal(taylor_scores(m, &cd, &p, 0, &L32), PARE_OK);
+    tnet_d *n;
+    assert_int_equal(tnet_new_d(m, &n), PARE_OK);
+    assert_int_equal(tnet_own_params_d(n, m, 1, 0), PARE_OK);
+    assert_int_equal(tnet_reserve_d(n, cd.n, cd.T), PARE_OK);
+    int32_t *in = malloc(sizeof(int32_t) * cd.n * cd.T), *tgt = malloc(sizeof(int32_t) * cd.n * cd.T);
+    windows_io(&cd, in, tgt);
+    double s;
+    int64_t cnt;
+    assert_int_equal(tnet_grad_d(n, in, tgt, cd.n, cd.T, 1.0 / ((double)cd.n * (cd.T - 1)), &s, &cnt), PARE_OK);
+    double L = s / (double)cnt;
+    assert_true(fabs(L32 - L) <= 1e-5 * L);
+    const int E = g_gqa.dim, F = g_gqa.n_ff, hd = m->head_dim, H = g_gqa.n_head, g = H / g_gqa.n_head_kv;
+    const int c = 17, h = 3, kv = h / g;
+    /* the channel, by central differences */
+    double *gate = slot_w(n, "blk.1.ffn_gate.weight"), *up = slot_w(n, "blk.1.ffn_up.weight");
+    double *down = slot_w(n, "blk.1.ffn_down.weight");
+    double *g_gate = slot_g(n, "blk.1.ffn_gate.weight"), *g_up = slot_g(n, "blk.1.ffn_up.weight");
+    double *g_down = slot_g(n, "blk.1.ffn_down.weight");
+    double *cw[3 * 64], *cg[3 * 64];
+    assert_true(E <= 64);
+    for (int e = 0; e < E; e++) {
+        cw[e] = &gate[c * E + e]; cg[e] = &g_gate[c * E + e];
+        cw[E + e] = &up[c * E + e]; cg[E + e] = &g_up[c * E + e];
+        cw[2 * E + e] = &down[e * F + c]; cg[2 * E + e] = &g_down[e * F + c];
+    }
+    double hand = 0, gmax = 0;
+    for (int i = 0; i < 3 * E; i++) if (fabs(*cg[i]) > gmax) gmax = fabs(*cg[i]);
+    assert_true(gmax > 0);
+    for (int i = 0; i < 3 * E; i++) {
+        double w0 = *cw[i], step = 1e-5;
+        *cw[i] = w0 + step;
+        double lp = loss_d(n, &cd, in, tgt);
+        *cw[i] = w0 - step;
+        double lm = loss_d(n, &cd, in, tgt);
+        *cw[i] = w0;
+        double gfd = (lp - lm) / (2 * step);
+        assert_true(fabs(gfd - *cg[i]) <= 1e-6 * gmax);
+        hand += fabs(w0 * gfd);
+    }
+    assert_true(hand > 0);
+    assert_true(fabs(p.l[1].ff_score[c] - hand) <= 2e-5 * hand);
+    /* the head, by the fp64 backward pass */
+    const char *an[4] = {"blk.1.attn_q.weight", "blk.1.attn_k.weight", "blk.1.attn_v.weight", "blk.1.attn_output.weight"};
+    double *aw[4], *ag[4];
+    for (int k = 0; k < 4; k++) { aw[k] = slot_w(n, an[k]); ag[k] = slot_g(n, an[k]); }
+    double hq = 0, hkv = 0, ho = 0;
+    for (int d = 0; d < hd; d++)
+        for (int e = 0; e < E; e++) {
+            size_t iq = (size_t)(h * hd + d) * E + e, ik = (size_t)(kv * hd + d) * E + e, io = (size_t)e * (H * hd) + h * hd + d;
+            hq += fabs(aw[0][iq] * ag[0][iq]);
+            hkv += fabs(aw[1][ik] * ag[1][ik]) + fabs(aw[2][ik] * ag[2][ik]);
+            ho += fabs(aw[3][io] * ag[3][io]);
+        }
+    double hand_h = hq + ho + hkv / g;
+    assert_true(hq > 0 && hkv > 0 && ho > 0);
+    assert_true(fabs(p.l[1].head_score[h] - hand_h) <= 2e-5 * hand_h);
+    /* spot checks of those gradients by differences: two weights of each of q, k, v, o */
+    for (int k = 0; k < 4; k++)
+        for (int j = 0; j < 2; j++) {
+            int d = j ? hd - 1 : 3, e = j ? 5 : E - 2;
+            size_t i = k == 3 ? (size_t)e * (H * hd) + h * hd + d : (size_t)((k ? kv : h) * hd + d) * E + e;
+            double w0 = aw[k][i], step = 1e-5, gm = 0;
+            size_t ne = (size_t)E * (k == 1 || k == 2 ? g_gqa.n_head_kv : H) * hd;
+            for (size_t q = 0; q < ne; q++) if (fabs(ag[k][q]) > gm) gm = fabs(ag[k][q]);
+            aw[k][i] = w0 + step;
+            double lp = loss_d(n, &cd, in, tgt);
+            aw[k][i] = w0 - step;
+            double lm = loss_d(n, &cd, in, tgt);
+            aw[k][i] = w0;
+            assert_true(fabs((lp - lm) / (2 * step) - ag[k][i]) <= 1e-6 * gm);
+        }
+    /* every other unit scored too, positive */
+    for (int l = 0; l < m->n_layer; l++) {
+        for (int k = 0; k < H; k++) assert_true(p.l[l].head_score[k] > 0);
+        for (int j = 0; j < F; j++) assert_true(p.l[l].ff_score[j] > 0);
+    }
+    free(in); free(tgt);
+    tnet_free_d(n);
+    sprune_plan_free(&p);
+    calib_free(&cd);
+    pare_model_free(m);
+}
+
+/* A channel whose gate and up rows and down column are zero scores exactly 0, below every
+ * other unit of its layer, and is the one removed when a layer loses one channel. */
+static void test_taylor_zero_channel(void **state) {
+    (void)state;
+    pare_model *m = make_model(&g_gqa, PARE_TYPE_F32), *ref = make_model(&g_gqa, PARE_TYPE_F32);
+    const int l = 2, c = 40, E = g_gqa.dim, F = g_gqa.n_ff;
+    pare_layer *L = &m->layers[l];
+    memset((float *)L->w_gate->data + (size_t)c * E, 0, sizeof(float) * E);
+    memset((float *)L->w_up->data + (size_t)c * E, 0, sizeof(float) * E);
+    for (int e = 0; e < E; e++) ((float *)L->w_down->data)[(size_t)e * F + c] = 0;
+    calib_data cd;
+    random_calib(&cd, 3, 16, g_gqa.n_vocab);
+    sprune_plan p;
+    assert_int_equal(sprune_plan_new(m, &p), PARE_OK);
+    assert_int_equal(taylor_scores(m, &cd, &p, 0, NULL), PARE_OK);
+    assert_true(p.l[l].ff_score[c] == 0.0);
+    for (int j = 0; j < F; j++) if (j != c) assert_true(p.l[l].ff_score[j] > 0);
+    sprune_plan_free(&p);
+    /* one channel per layer, no head: layer 2 loses channel 40, its other rows keep order */
+    sprune_opts o;
+    sprune_opts_default(&o);
+    o.method = SP_TAYLOR; o.target = SP_TARGET_TYPES; o.head_ratio = 0; o.ffn_ratio = 1.0 / F;
+    sprune_report rep;
+    assert_int_equal(prune_structured(m, &cd, &o, 0, &rep), PARE_OK);
+    assert_int_equal(rep.structure, SP_STRUCT_UNIFORM);
+    assert_true(rep.calib_loss > 0);
+    for (int k = 0; k < m->n_layer; k++) {
+        assert_int_equal(m->layers[k].n_ff, F - 1);
+        assert_int_equal(m->layers[k].n_head, g_gqa.n_head);
+    }
+    const float *gm = m->layers[l].w_gate->data, *gr = ref->layers[l].w_gate->data;
+    for (int j = 0; j < F - 1; j++) assert_memory_equal(gm + (size_t)j * E, gr + (size_t)(j < c ? j : j + 1) * E, sizeof(float) * E);
+    sprune_report_free(&rep);
+    calib_free(&cd);
+    pare_model_free(m); pare_model_free(ref);
+}
+
+/* ratio 0 (every target, F32 and F16 weights): the model comes back bit for bit */
+static void test_taylor_zero_ratio(void **state) {
+    (void)state;
+    calib_data cd;
+    random_calib(&cd, 2, 16, g_gqa.n_vocab);
+    for (int type = 0; type < 2; type++)
+        for (int tgt = 0; tgt < 3; tgt++) {
+            int ty = type ? PARE_TYPE_F16 : PARE_TYPE_F32;
+            pare_model *m = make_model(&g_gqa, ty), *ref = make_model(&g_gqa, ty);
+            sprune_opts o;
+            sprune_opts_default(&o);
+            o.method = SP_TAYLOR; o.target = tgt; o.ratio = 0; o.head_ratio = 0; o.ffn_ratio = 0;
+            sprune_report rep;
+            assert_int_equal(prune_structured(m, &cd, &o, 0, &rep), PARE_OK);
+            assert_int_equal(rep.params_after, rep.params_before);
+            assert_int_equal(rep.units_after, rep.units_before);
+            assert_int_equal(m->n_tensors, ref->n_tensors);
+            for (int i = 0; i < m->n_tensors; i++) {
+                const pare_tensor *t = &m->tensors[i], *r = model_find_tensor(ref, t->name);
+                assert_non_null(r);
+                assert_int_equal(t->type, r->type);
+                assert_int_equal(t->nbytes, r->nbytes);
+                assert_memory_equal(t->data, r->data, t->nbytes);
+            }
+            sprune_report_free(&rep);
+            pare_model_free(m); pare_model_free(ref);
+        }
+    calib_free(&cd);
+}
+
+/* FLAP with its bias compensation: removed == masked (the biases in both), the biases survive
+ * a GGUF round trip, and on the dense model's calibration inputs every pruned layer's mean o
+ * and down output equals the dense one (METHODS.md 11 e); the training network refuses the
+ * biases it does not model. */
+static void test_flap_bias(void **state) {
+    (void)state;
+    calib_data cd;
+    random_calib(&cd, 4, 24, g_gqa.n_vocab);
+    pare_model *ref = make_model(&g_gqa, PARE_TYPE_F32), *a = make_model(&g_gqa, PARE_TYPE_F32),
+               *b = make_model(&g_gqa, PARE_TYPE_F32);
+    sprune_opts o;
+    sprune_opts_default(&o);
+    o.method = SP_FLAP; o.ratio = 0.3;
+    sprune_report rep;
+    o.mask_only = 1;
+    assert_int_equal(prune_structured(a, &cd, &o, 0, &rep), PARE_OK);
+    sprune_report_free(&rep);
+    o.mask_only = 0;
+    assert_int_equal(prune_structured(b, &cd, &o, 0, &rep), PARE_OK);
+    sprune_report_free(&rep);
+    int nbias = 0;
+    for (int l = 0; l < b->n_layer; l++) nbias += (b->layers[l].b_o != NULL) + (b->layers[l].b_down != NULL);
+    assert_true(nbias >= 2);
+    int32_t tok[40];
+    for (int i = 0; i < 40; i++) tok[i] = 3 + (i * 37) % 290;
+    float *la = logits_of(a, tok, 40), *lb = logits_of(b, tok, 40);
+    assert_true(max_diff(la, lb, (size_t)40 * a->n_vocab) <= 1e-5);
+    char dir[] = "/tmp/pare-test-flap-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/flap.gguf", dir);
+    assert_int_equal(pare_model_save(b, path, "gguf"), PARE_OK);
+    pare_model *c;
+    assert_int_equal(pare_model_load(path, NULL, &c), PARE_OK);
+    float *lc = logits_of(c, tok, 40);
+    assert_true(max_diff(lb, lc, (size_t)40 * b->n_vocab) == 0);
+    /* mean outputs on the dense inputs: P_masked mean(x) + bias == P_dense mean(x) */
+    calib_runner *r;
+    assert_int_equal(runner_new(ref, &cd, &r), PARE_OK);
+    int checked = 0;
+    for (int l = 0; l < ref->n_layer; l++) {
+        unsigned want[FWD_N_POINTS] = {0};
+        want[FWD_O_IN] = want[FWD_DOWN_IN] = STAT_SUM;
+        calib_stats st[FWD_N_POINTS];
+        memset(st, 0, sizeof st);
+        assert_int_equal(runner_collect_advance(r, want, 0, st), PARE_OK);
+        for (int part = 0; part < 2; part++) {
+            const pare_tensor *wd = part ? ref->layers[l].w_down : ref->layers[l].wo;
+            const pare_tensor *wm = part ? a->layers[l].w_down : a->layers[l].wo;
+            const pare_tensor *bias = part ? a->layers[l].b_down : a->layers[l].b_o;
+            const calib_stats *cs = &st[part ? FWD_DOWN_IN : FWD_O_IN];
+            int D = (int)wd->ne[0];
+            float *rd = malloc(sizeof(float) * D), *rm = malloc(sizeof(float) * D);
+            double worst = 0, scale = 0;
+            for (int64_t e = 0; e < wd->ne[1]; e++) {
+                pare_tensor_row_f32(wd, e, rd);
+                pare_tensor_row_f32(wm, e, rm);
+                double yd = 0, ym = bias ? ((const float *)bias->data)[e] : 0;
+                for (int j = 0; j < D; j++) {
+                    double mean = cs->sum[j] / (double)cs->ntok;
+                    yd += rd[j] * mean; ym += rm[j] * mean;
+                }
+                if (fabs(yd - ym) > worst) worst = fabs(yd - ym);
+                if (fabs(yd) > scale) scale = fabs(yd);
+            }
+            assert_true(worst <= 1e-5 * (scale > 1 ? scale : 1));
+            checked += bias != NULL;
+            free(rd); free(rm);
+        }
+        for (int q = 0; q < FWD_N_POINTS; q++) calib_stats_free(&st[q]);
+    }
+    assert_int_equal(checked, nbias);
+    runner_free(r);
+    tnet_f *n = NULL;
+    assert_int_equal(tnet_new_f(b, &n), PARE_ERR_UNSUPPORTED);
+    assert_null(n);
+    unlink(path); rmdir(dir);
+    free(la); free(lb); free(lc);
+    pare_model_free(ref); pare_model_free(a); pare_model_free(b); pare_model_free(c);
+    calib_free(&cd);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_newton_zero_gradient),
@@ -516,6 +844,11 @@ int main(void) {
         cmocka_unit_test(test_zero_output_unit_scores_lowest),
         cmocka_unit_test(test_unit_count_and_param_target),
         cmocka_unit_test(test_compensation_helps),
+        cmocka_unit_test(test_collect_advance), /* it draws from the shared generator: before the Taylor tests */
+        cmocka_unit_test(test_taylor_hand),
+        cmocka_unit_test(test_taylor_zero_channel),
+        cmocka_unit_test(test_taylor_zero_ratio),
+        cmocka_unit_test(test_flap_bias),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

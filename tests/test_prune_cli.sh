@@ -143,6 +143,46 @@ else echo "ok   --max-memory 5M: $(cat "$T/stderr")"; fi
     --seqlen 128 --threads 1 --max-memory 2G -q > /dev/null 2>&1 || fail "--max-memory 2G refused"
 rm -rf "$T/out"/*
 
+# flap: its bias compensation writes o/down biases that pare info lists and pare runs; the
+# Hugging Face writer refuses them in one line and writes nothing
+# shellcheck disable=SC2086
+"$PARE" prune "$T/in.gguf" -o "$T/out/fl.gguf" --method flap --ratio 0.2 --calib "$CALIB" $CAL -q > /dev/null 2>&1 \
+    || fail "flap: exit $?"
+nb=$("$PARE" info "$T/out/fl.gguf" 2> /dev/null | grep -c 'blk\.[0-9]*\.\(attn_output\|ffn_down\)\.bias')
+pf=$("$PARE" ppl "$T/out/fl.gguf" --text "$CALIB" --ctx 64 --max-windows 4 -q 2> /dev/null | sed -n 's/^ppl \([0-9.]*\).*/\1/p')
+if [ "$nb" -lt 1 ] || [ -z "$pf" ]; then fail "flap 20%: $nb bias tensors, ppl '$pf'"
+else echo "ok   flap 20%: $nb o/down bias tensors, ppl $pf"; fi
+"$PARE" convert "$T/out/fl.gguf" -o "$T/out/fl-hf" --format hf > /dev/null 2> "$T/stderr" && fail "flap: HF output accepted"
+if [ "$(wc -l < "$T/stderr")" != 1 ] || ! grep -q "o/down bias" "$T/stderr" || [ -e "$T/out/fl-hf" ]; then
+    fail "flap --format hf: '$(cat "$T/stderr")', left: $(ls -A "$T/out")"
+else echo "ok   flap --format hf refused: $(cat "$T/stderr")"; fi
+rm -rf "$T/out"/*
+
+# taylor-struct (LLM-Pruner's Taylor score, one backward pass of the whole model): a run
+# narrows the FFNs and reports its loss; --max-memory that passes the block-by-block estimate
+# (that estimate + 10 MB) is still refused by the whole-model one, nothing written
+# shellcheck disable=SC2086
+"$PARE" prune "$T/in.gguf" -o "$T/out/ty.gguf" --method taylor-struct --ratio 0.2 --calib "$CALIB" $CAL --json \
+    > "$T/stdout" 2> /dev/null || fail "taylor-struct: exit $?"
+narrow=$("$PARE" info "$T/out/ty.gguf" 2> /dev/null | awk '$1 ~ /^[0-9]+:$/ && $3 < 512' | wc -l)
+if ! grep -q '"method":"taylor-struct".*"taylor_loss":[0-9]' "$T/stdout" || [ "$narrow" -lt 1 ]; then
+    fail "taylor-struct 20%: $narrow narrower layers, JSON '$(head -c 300 "$T/stdout")'"
+else echo "ok   taylor-struct 20%: $narrow layers with a narrower FFN"; fi
+rm -rf "$T/out"/*
+# shellcheck disable=SC2086
+"$PARE" prune "$T/in.gguf" -o "$T/out/ty.gguf" --method taylor-struct --ratio 0.2 --calib "$CALIB" $CAL --max-memory 1M \
+    > /dev/null 2> "$T/stderr"
+blk=$(sed -n 's/.*needs about \([0-9.]*\) MB.*/\1/p' "$T/stderr")
+mm=$(awk -v b="${blk:-0}" 'BEGIN { printf "%.0fM", b + 10 }')
+# shellcheck disable=SC2086
+"$PARE" prune "$T/in.gguf" -o "$T/out/ty.gguf" --method taylor-struct --ratio 0.2 --calib "$CALIB" $CAL --max-memory "$mm" \
+    > /dev/null 2> "$T/stderr" && fail "taylor-struct --max-memory $mm accepted"
+if [ -z "$blk" ] || [ "$(wc -l < "$T/stderr")" != 1 ] || ! grep -q "taylor-struct needs about .* over --max-memory" "$T/stderr"; then
+    fail "taylor-struct --max-memory $mm: message '$(cat "$T/stderr")'"
+elif [ -n "$(ls -A "$T/out")" ]; then fail "taylor-struct --max-memory: left $(ls -A "$T/out")"
+else echo "ok   taylor-struct --max-memory $mm (block-by-block estimate $blk MB): $(cat "$T/stderr")"; fi
+rm -rf "$T/out"/*
+
 # killed mid-run (SIGINT, as Ctrl-C; SIGTERM; SIGKILL cannot be caught and leaves at most
 # the temporary file, never OUT): at several moments from the start to the write, no OUT and
 # (but for SIGKILL) no temporary file left

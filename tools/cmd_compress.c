@@ -193,7 +193,7 @@ int cmd_profile(int argc, char **argv) {
     long ns, sl, seed;
     if (get_calib(&f, m, &cd, &ns, &sl, &seed)) { pare_model_free(m); return 1; }
     luc_profile p;
-    pare_status st = luc_profile_model(m, &cd, &po, !json, &p);
+    pare_status st = luc_profile_model(m, &cd, &po, 1, &p);
     pare_model_free(m);
     calib_free(&cd);
     if (st) return die_st();
@@ -348,7 +348,7 @@ int cmd_compress(int argc, char **argv) {
     if (!m_uniform) {
         if (prof_path) {
             if (read_profile(prof_path, L, &p)) goto done;
-        } else if (luc_profile_model(m, &cd, &po, !json, &p)) {
+        } else if (luc_profile_model(m, &cd, &po, 1, &p)) {
             die_st();
             goto done;
         }
@@ -374,7 +374,7 @@ int cmd_compress(int argc, char **argv) {
     }
     for (int l = 0; l < L; l++) pol[l] = sp[l];
     luc_report rep;
-    if (luc_compress(m, calib ? &cd : NULL, sp, bits, &co, !json, &rep)) { die_st(); goto done; }
+    if (luc_compress(m, calib ? &cd : NULL, sp, bits, &co, 1, &rep)) { die_st(); goto done; }
     if (pare_model_save(m, out, "gguf")) { luc_report_free(&rep); die_st(); goto done; }
     struct stat sb;
     const double file_mb = stat(out, &sb) ? 0.0 : (double)sb.st_size / 1e6;

@@ -52,7 +52,7 @@ int cmd_ppl(int argc, char **argv) {
     if (pare_tokenize(m->vocab, buf, len, 1, &ids, &n)) { free(buf); pare_model_free(m); return die_st(); }
     free(buf);
     pare_ppl r;
-    pare_status st = eval_ppl(m, ids, n, (int)ctx, (int)maxw, protocol, !json, &r);
+    pare_status st = eval_ppl(m, ids, n, (int)ctx, (int)maxw, protocol, 1, &r);
     free(ids); pare_model_free(m);
     if (st) return die_st();
     if (json) {

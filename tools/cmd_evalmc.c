@@ -101,7 +101,7 @@ int cmd_evalmc(int argc, char **argv) {
     if (!m->vocab) { mc_set_free(&set); pare_model_free(m); return die("%s", "the model has no tokenizer (give --tokenizer)"); }
     int max_len = ctx > 0 ? (int)ctx : m->n_ctx_train > 0 ? m->n_ctx_train : 2048;
     pare_mc_result r;
-    pare_status st = eval_mc(m, &set, max_len, !json, &r);
+    pare_status st = eval_mc(m, &set, max_len, 1, &r);
     pare_model_free(m);
     if (st) { mc_set_free(&set); return die_st(); }
     int nchoices = r.choice_off[set.n];

@@ -64,15 +64,21 @@ const char *prune_HELP =
     "  numerical     Numerical Pruning: Newton-method score on the o/down inputs (dense pass),\n"
     "                global ranking (heads weighted alpha = 4 hd / 3), then a sequential pass\n"
     "                refitting the kept o/down columns to the calibration outputs\n"
-    "  flap-nobias   FLAP's fluctuation metric and global structure, without its bias\n"
-    "                compensation (pare has no o/down bias yet; --method flap explains)\n"
+    "  flap          FLAP: fluctuation metric (variance of the o/down input x squared column\n"
+    "                norm), global structure, and its bias compensation: o/down gain the\n"
+    "                bias P[:, removed] mean(x) (blk.L.attn_output.bias / ffn_down.bias, which\n"
+    "                llama.cpp reads; pare tune/train and --format hf refuse such biases)\n"
+    "  flap-nobias   the same units without the bias\n"
     "  mag-struct    mean squared weight of each unit (no calibration needed)\n"
     "  wanda-struct  Wanda-sp: mean |W| * ||x|| over the unit's o/down column\n"
+    "  taylor-struct LLM-Pruner: sum of |w dL/dw| over the unit's weights, dL/dw from one\n"
+    "                backward pass of the whole model (all block gradients held at once)\n"
     "  --ratio R         remove the fraction R of the attention + MLP weights\n"
     "  --units R         remove floor(R * (heads + channels)) units (the paper's rule)\n"
     "  --heads R1 --ffn R2  remove the fraction R1 of the heads and R2 of the FFN channels\n"
-    "  --structure S     global (default: numerical, flap-nobias) ranks all layers together;\n"
-    "                    uniform (default: mag-struct, wanda-struct) the same share per layer\n"
+    "  --structure S     global (default: numerical, flap, flap-nobias) ranks all layers together;\n"
+    "                    uniform (default: mag-struct, wanda-struct, taylor-struct) the same\n"
+    "                    share per layer\n"
     "  --min-heads N     heads every layer keeps (default 1; 0 allows attention-free layers,\n"
     "                    which pare runs but llama.cpp's llama architecture does not)\n"
     "  --min-ffn N       FFN channels every layer keeps (default 1)\n"
@@ -174,7 +180,7 @@ int cmd_prune(int argc, char **argv) {
     calib_data cd = {0};
     if (load_calib(m, calib, nsamples, &seqlen, seed, order, &cd)) { pare_model_free(m); return 1; }
     prune_report rep;
-    pare_status st = prune_model(m, &cd, &o, !json, &rep);
+    pare_status st = prune_model(m, &cd, &o, 1, &rep);
     if (!st) st = pare_model_save(m, out, fmt);
     calib_free(&cd);
     pare_model_free(m);

@@ -104,7 +104,7 @@ int cmd_prune_blocks(int argc, char **argv, const char *method) {
                 m->n_layer, mode, cd.n, cd.T, calib);
     int64_t params_before = model_n_params(m);
     blockrm_report rep;
-    st = blockrm_select(m, &cd, &o, !json, &rep);
+    st = blockrm_select(m, &cd, &o, 1, &rep);
     if (!st) st = model_remove_blocks(m, rep.removed, rep.k);
     if (!st) st = pare_model_save(m, out, fmt);
     int64_t params_after = model_n_params(m);

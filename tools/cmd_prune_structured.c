@@ -1,4 +1,4 @@
-/* cmd_prune_structured.c - `pare prune --method numerical|flap-nobias|mag-struct|wanda-struct`:
+/* cmd_prune_structured.c - `pare prune --method numerical|flap|flap-nobias|mag-struct|wanda-struct|taylor-struct`:
  * structured removal of attention heads and FFN channels (METHODS.md 8, 10, 11). cmd_prune
  * hands these methods here; the options are listed in prune_HELP. */
 #include "cli.h"
@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const g_structured[] = {"numerical", "flap", "flap-nobias", "mag-struct", "wanda-struct", NULL};
+static const char *const g_structured[] = {"numerical", "flap", "flap-nobias", "mag-struct", "wanda-struct", "taylor-struct",
+                                           NULL};
 
 const char *structured_method_arg(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
@@ -37,6 +38,7 @@ static void print_json(const char *model, const char *out, const char *method, c
                "\"np_sequential\":%s,",
                o->compensate ? "true" : "false", o->np_lambda, o->np_iters, o->np_normalize ? "true" : "false", o->np_damp,
                o->np_gamma, o->np_sequential ? "true" : "false");
+    if (o->method == SP_TAYLOR) printf("\"taylor_loss\":%.6f,", r->calib_loss); /* L of the backward pass (mean CE) */
     printf("\"calib\":"); if (calib) pare_json_str(stdout, calib); else printf("null");
     printf(",\"nsamples\":%ld,\"seqlen\":%ld,\"seed\":%ld,\"calib_order\":\"%s\",", calib ? nsamples : 0, calib ? seqlen : 0, seed,
            order);
@@ -54,6 +56,28 @@ static void print_json(const char *model, const char *out, const char *method, c
     printf("]}\n");
 }
 
+/* taylor-struct holds the whole model at once (weights, F32 gradients of every attention and
+ * MLP matrix, activations of a micro-batch): with --max-memory, refuse before the run when
+ * that estimate does not fit (load_calib checked the block-by-block estimate already). */
+static int taylor_memory_check(flags *f, const pare_model *m, const calib_data *cd) {
+    const char *mm = opt_str(f, "--max-memory", NULL);
+    if (!mm) return 0;
+    double lim = parse_size(mm);
+    if (lim <= 0) return die("--max-memory '%s': expected a size like 512M or 2G", mm);
+    int B;
+    size_t work;
+    if (taylor_plan(m, cd->n, cd->T, &B, &work)) return die_st();
+    double wb = 0;
+    for (int i = 0; i < m->n_tensors; i++) wb += (double)m->tensors[i].nbytes;
+    double base = (double)pare_rss_bytes();
+    if (base + wb + (double)work <= lim) return 0;
+    char msg[320];
+    snprintf(msg, sizeof msg, "taylor-struct needs about %.1f MB (process %.1f, all weights %.1f, gradients, copies and "
+             "activations %.1f for micro-batches of %d x %d tokens), over --max-memory %.1f MB", (base + wb + (double)work) / 1048576,
+             base / 1048576, wb / 1048576, (double)work / 1048576, B, cd->T, lim / 1048576);
+    return die("%s", msg);
+}
+
 int cmd_prune_structured(int argc, char **argv, const char *method) {
     static const char *const valued[] = {"-o", "--method", "--ratio", "--units", "--heads", "--ffn", "--structure", "--calib",
         "--nsamples", "--seqlen", "--seed", "--calib-order", "--np-lambda", "--np-iters", "--np-damp", "--np-gamma",
@@ -62,14 +86,11 @@ int cmd_prune_structured(int argc, char **argv, const char *method) {
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;
     if (f.n_pos != 1) return die("%s", "expects one MODEL (see --help)");
-    if (!strcmp(method, "flap"))
-        return die("%s", "--method flap: FLAP's bias compensation adds a bias to attn_output/ffn_down, which llama.cpp "
-                         "reads but pare's engine does not support yet; use --method flap-nobias (the same metric and "
-                         "structure without the bias)");
     sprune_opts o;
     sprune_opts_default(&o);
     o.method = !strcmp(method, "numerical") ? SP_NUMERICAL : !strcmp(method, "flap-nobias") ? SP_FLAP_NOBIAS
-             : !strcmp(method, "mag-struct") ? SP_MAGNITUDE : SP_WANDA;
+             : !strcmp(method, "flap") ? SP_FLAP
+             : !strcmp(method, "mag-struct") ? SP_MAGNITUDE : !strcmp(method, "taylor-struct") ? SP_TAYLOR : SP_WANDA;
     const char *out = opt_str(&f, "-o", NULL), *calib = opt_str(&f, "--calib", NULL);
     const char *ratio = opt_str(&f, "--ratio", NULL), *units = opt_str(&f, "--units", NULL);
     const char *heads = opt_str(&f, "--heads", NULL), *ffn = opt_str(&f, "--ffn", NULL);
@@ -121,8 +142,9 @@ int cmd_prune_structured(int argc, char **argv, const char *method) {
     if (o.method == SP_MAGNITUDE) calib = NULL; /* no calibration */
     calib_data cd = {0};
     if (load_calib(m, calib, nsamples, &seqlen, seed, order, &cd)) { pare_model_free(m); return 1; }
+    if (o.method == SP_TAYLOR && taylor_memory_check(&f, m, &cd)) { calib_free(&cd); pare_model_free(m); return 1; }
     sprune_report rep;
-    pare_status st = prune_structured(m, &cd, &o, !json, &rep);
+    pare_status st = prune_structured(m, &cd, &o, 1, &rep);
     if (!st) st = pare_model_save(m, out, fmt);
     calib_free(&cd);
     pare_model_free(m);

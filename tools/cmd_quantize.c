@@ -96,7 +96,7 @@ int cmd_quantize(int argc, char **argv) {
     calib_data cd = {0};
     if (load_calib(m, calib, nsamples, &seqlen, seed, order, &cd)) { pare_model_free(m); return 1; }
     quant_report rep;
-    pare_status st = quant_model(m, calib ? &cd : NULL, &o, !json, &rep);
+    pare_status st = quant_model(m, calib ? &cd : NULL, &o, 1, &rep);
     if (!st) st = pare_model_save(m, out, "gguf");
     calib_free(&cd);
     pare_model_free(m);

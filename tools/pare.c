@@ -77,9 +77,10 @@ static const char *const TOPICS[][2] = {
      "keeps extra tensors only pare reads (pare tune --merge writes a plain one).\n"},
     {"memory",
      "Memory. Pruning, quantization and compression stream the model one block at a time\n"
-     "(weights stay mapped from the file); pare tune predicts the peak of a step before it runs\n"
-     "and --max-memory SIZE fits the micro-batch and window to a budget or stops with the\n"
-     "estimate; pare bench reports the peak RSS.\n"},
+     "(weights stay mapped from the file; prune --method taylor-struct, one backward pass of\n"
+     "the whole model, holds every block's gradients at once); pare tune predicts the peak of\n"
+     "a step before it runs and --max-memory SIZE fits the micro-batch and window to a budget\n"
+     "or stops with the estimate; pare bench reports the peak RSS.\n"},
 };
 #define N_TOPICS (int)(sizeof TOPICS / sizeof TOPICS[0])
 

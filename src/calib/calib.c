@@ -185,19 +185,33 @@ static void collect_hook(void *user, int layer, int point, const float *x, int n
             hs->gcap = hs->gtmp ? need : 0;
             if (!hs->gtmp) { hs->failed = 1; return; }
         }
-        /* upper triangle of X^T X in float, then accumulated in double */
+        /* upper triangle of X^T X in float, accumulated in double (row by row: the lower
+         * triangle is filled once, when the pass ends) */
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, w, T, 1.0f, X, w, 0.0f, hs->gtmp, w);
-        #pragma omp parallel for schedule(static)
-        for (int i = 0; i < w; i++)
-            for (int j = i; j < w; j++) {
-                double v = hs->gtmp[(size_t)i * w + j];
-                s->gram[(size_t)i * w + j] += v;
-                if (j != i) s->gram[(size_t)j * w + i] += v;
-            }
+        #pragma omp parallel for schedule(dynamic, 16)
+        for (int i = 0; i < w; i++) {
+            double *g = s->gram + (size_t)i * w;
+            const float *f = hs->gtmp + (size_t)i * w;
+            for (int j = i; j < w; j++) g[j] += f[j];
+        }
     }
 }
 
-pare_status runner_collect(calib_runner *r, const unsigned want[FWD_N_POINTS], int K, calib_stats *st) {
+/* Lower triangle of a Gram matrix from its upper one, in tiles (a column walk of the whole
+ * matrix would miss the cache on every element). */
+static void gram_mirror(double *g, int w) {
+    enum { TB = 64 };
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int ib = 0; ib < w; ib += TB)
+        for (int jb = 0; jb <= ib; jb += TB)
+            for (int i = ib; i < ib + TB && i < w; i++)
+                for (int j = jb; j < jb + TB && j < i; j++) g[(size_t)i * w + j] = g[(size_t)j * w + i];
+}
+
+/* One pass of block r->block over every window with the statistics hook. in_place: on x
+ * itself, whose windows then hold the block's outputs; else on a copy, stopped right after
+ * the last capture point wanted. */
+static pare_status collect_pass(calib_runner *r, const unsigned want[FWD_N_POINTS], int K, calib_stats *st, int in_place) {
     const pare_model *m = r->m;
     int l = r->block, E = m->n_embd, hd = m->head_dim;
     const pare_layer *L = &m->layers[l];
@@ -208,17 +222,35 @@ pare_status runner_collect(calib_runner *r, const unsigned want[FWD_N_POINTS], i
     r->st = st;
     hook_state hs = {r, want, NULL, 0, 0};
     ctx_set_hook(r->ctx, collect_hook, &hs);
+    int last = -1;
+    for (int p = 0; p < FWD_N_POINTS; p++) if (want[p]) last = p;
+    if (!in_place && last >= 0) ctx_set_stop(r->ctx, last);
     size_t per = (size_t)r->cd->T * E;
     pare_status res = PARE_OK;
     for (int w = 0; w < r->cd->n && !res; w++) {
-        memcpy(r->y, r->x + (size_t)w * per, per * sizeof(float));
-        res = block_forward(r->ctx, l, r->y, r->cd->T, 0);
+        float *x = r->x + (size_t)w * per;
+        if (!in_place) x = memcpy(r->y, x, per * sizeof(float));
+        res = block_forward(r->ctx, l, x, r->cd->T, 0);
     }
+    ctx_set_stop(r->ctx, -1);
     ctx_set_hook(r->ctx, NULL, NULL);
     free(hs.gtmp);
     r->st = NULL;
     if (!res && hs.failed) res = pare_fail(PARE_ERR_NOMEM, "out of memory for a Gram matrix");
+    for (int p = 0; p < FWD_N_POINTS && !res; p++)
+        if ((want[p] & STAT_GRAM) && st[p].gram) gram_mirror(st[p].gram, st[p].width);
     return res;
+}
+
+pare_status runner_collect(calib_runner *r, const unsigned want[FWD_N_POINTS], int K, calib_stats *st) {
+    return collect_pass(r, want, K, st, 0);
+}
+
+pare_status runner_collect_advance(calib_runner *r, const unsigned want[FWD_N_POINTS], int K, calib_stats *st) {
+    pare_status res = collect_pass(r, want, K, st, 1);
+    if (res) return res;
+    r->block++;
+    return pare_inputs_unchanged();
 }
 
 pare_status runner_advance(calib_runner *r) {

@@ -69,6 +69,10 @@ void runner_free(calib_runner *r);
  * statistics at each capture point: want[p] for p in FWD_*; st must hold FWD_N_POINTS
  * entries (zeroed the first time; a HIST pass reuses the MINMAX of the same entries). */
 pare_status runner_collect(calib_runner *r, const unsigned want[FWD_N_POINTS], int K, calib_stats *st);
+/* runner_collect and runner_advance in one pass, for a method that does not change block
+ * l's weights before the next block (scores only): the statistics, then x holds the inputs
+ * of block l+1. Half the block passes of collect + advance. */
+pare_status runner_collect_advance(calib_runner *r, const unsigned want[FWD_N_POINTS], int K, calib_stats *st);
 /* Re-run block l with its current weights; its outputs become the inputs of block l+1.
  * Fails (naming the file) when an input file changed since it was mapped. */
 pare_status runner_advance(calib_runner *r);

@@ -581,6 +581,11 @@ static pare_status write_config(const pare_model *m, const char *path) {
 
 pare_status model_save_hf(const pare_model *m, const char *dir) {
     if (!m || !dir) return pare_fail(PARE_ERR_ARG, "model_save_hf: no model or folder");
+    for (int l = 0; l < m->n_layer; l++)
+        if (m->layers[l].b_o || m->layers[l].b_down)
+            return pare_fail(PARE_ERR_UNSUPPORTED, "%s: block %d has an o/down bias (FLAP's compensation), which Hugging "
+                             "Face's LlamaForCausalLM holds only with q/k/v or gate/up biases too; write GGUF (llama.cpp "
+                             "reads it)", dir, l);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) return pare_fail(PARE_ERR_IO, "%s: cannot create folder (%s)", dir, strerror(errno));
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return pare_fail(PARE_ERR_IO, "%s: not a folder", dir);

@@ -91,6 +91,7 @@ pare_status model_remove_blocks(pare_model *m, const int *remove, int k) {
         if (newidx[l] != l) m->layers[newidx[l]] = m->layers[l];
         pare_layer *ly = &m->layers[newidx[l]]; /* bound again below */
         ly->attn_norm = ly->wq = ly->wk = ly->wv = ly->wo = ly->ffn_norm = ly->w_gate = ly->w_up = ly->w_down = NULL;
+        ly->b_o = ly->b_down = NULL;
     }
     for (int l = nl; l < L; l++) memset(&m->layers[l], 0, sizeof m->layers[l]);
     m->n_layer = nl;

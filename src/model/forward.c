@@ -30,11 +30,18 @@ struct pare_ctx {
     int n_cache;                /* layers with a KV cache: the blocks, then the adapted copies */
     fwd_hook hook;              /* calibration: sees the input of every linear layer */
     void *hook_user;
+    int stop_after;             /* calibration: block_forward returns after this point's hook (-1: never) */
 };
 
 void ctx_set_hook(pare_ctx *c, fwd_hook hook, void *user) { c->hook = hook; c->hook_user = user; }
+void ctx_set_stop(pare_ctx *c, int point) { c->stop_after = point; }
+/* The hook sees the input of a linear layer; a pass that wants nothing past it stops there
+ * (x is then left half-updated: only for passes that discard it). */
 #define HOOK(point, buf, width) \
-    do { if (c->hook) c->hook(c->hook_user, l, (point), (buf), n, (width)); } while (0)
+    do { \
+        if (c->hook) c->hook(c->hook_user, l, (point), (buf), n, (width)); \
+        if (c->stop_after == (point)) return PARE_OK; \
+    } while (0)
 
 static void ctx_free_scratch(pare_ctx *c) {
     free(c->x); free(c->xb); free(c->q); free(c->k); free(c->v); free(c->att); free(c->g); free(c->u);
@@ -130,7 +137,7 @@ pare_status pare_ctx_new(const pare_model *m, int n_ctx, pare_ctx **out) {
     k_init();
     pare_ctx *c = pare_calloc(1, sizeof *c);
     if (!c) return PARE_ERR_NOMEM;
-    c->m = m; c->n_ctx = n_ctx;
+    c->m = m; c->n_ctx = n_ctx; c->stop_after = -1;
     c->n_cache = m->n_layer + m->n_xlayer;
     c->kcache = pare_calloc((size_t)(c->n_cache ? c->n_cache : 1), sizeof(float *));
     c->vcache = pare_calloc((size_t)(c->n_cache ? c->n_cache : 1), sizeof(float *));
@@ -249,6 +256,17 @@ static void lora_add(pare_ctx *c, const pare_layer *L, int i, const float *X, in
     if (bt != 1) openblas_set_num_threads(bt);
 }
 
+/* x += y (+ bias, an optional F32 [E] tensor), n rows of E */
+static void add_residual(float *x, const float *y, const pare_tensor *bias, int n, int E) {
+    if (!bias) {
+        for (size_t i = 0; i < (size_t)n * E; i++) x[i] += y[i];
+        return;
+    }
+    const float *b = bias->data;
+    for (int t = 0; t < n; t++)
+        for (int e = 0; e < E; e++) x[(size_t)t * E + e] += y[(size_t)t * E + e] + b[e];
+}
+
 pare_status block_forward(pare_ctx *c, int l, float *x, int n, int pos0) {
     const pare_model *m = c->m;
     const pare_layer *L = &m->layers[l];
@@ -275,7 +293,7 @@ pare_status block_forward(pare_ctx *c, int l, float *x, int n, int pos0) {
         HOOK(FWD_O_IN, c->att, qdim);
         linear(L->wo, c->att, n, c->xb);
         lora_add(c, L, PARE_LIN_O, c->att, n, c->xb);
-        for (size_t i = 0; i < (size_t)n * E; i++) x[i] += c->xb[i];
+        add_residual(x, c->xb, L->b_o, n, E);
     }
     if (L->n_ff > 0) {
         int F = L->n_ff;
@@ -292,7 +310,7 @@ pare_status block_forward(pare_ctx *c, int l, float *x, int n, int pos0) {
         HOOK(FWD_DOWN_IN, c->g, F);
         linear(L->w_down, c->g, n, c->xb);
         lora_add(c, L, PARE_LIN_DOWN, c->g, n, c->xb);
-        for (size_t i = 0; i < (size_t)n * E; i++) x[i] += c->xb[i];
+        add_residual(x, c->xb, L->b_down, n, E);
     }
     return PARE_OK;
 }

@@ -22,5 +22,8 @@ enum { FWD_ATTN_IN = 0, FWD_O_IN = 1, FWD_FFN_IN = 2, FWD_DOWN_IN = 3, FWD_N_POI
 /* Called from block_forward with x (n x width) just before the layers that read it. */
 typedef void (*fwd_hook)(void *user, int layer, int point, const float *x, int n, int width);
 void ctx_set_hook(pare_ctx *c, fwd_hook hook, void *user);
+/* block_forward returns right after the hook of this capture point (-1: runs the whole block).
+ * For collection passes whose output is discarded. */
+void ctx_set_stop(pare_ctx *c, int point);
 
 #endif

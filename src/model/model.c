@@ -92,12 +92,20 @@ pare_status model_bind(pare_model *m) {
             NEED(wk, "attn_k", E, L->n_head_kv * hd);
             NEED(wv, "attn_v", E, L->n_head_kv * hd);
             NEED(wo, "attn_output", L->n_head * hd, E);
+            snprintf(nm, sizeof nm, "blk.%d.attn_output.bias", i);
+            if ((st = need(m, nm, E, 0, true, &L->b_o))) return st;
+        } else {
+            L->b_o = NULL;
         }
         if (L->n_ff > 0) {
             NEED(ffn_norm, "ffn_norm", E, 0);
             NEED(w_gate, "ffn_gate", E, L->n_ff);
             NEED(w_up, "ffn_up", E, L->n_ff);
             NEED(w_down, "ffn_down", L->n_ff, E);
+            snprintf(nm, sizeof nm, "blk.%d.ffn_down.bias", i);
+            if ((st = need(m, nm, E, 0, true, &L->b_down))) return st;
+        } else {
+            L->b_down = NULL;
         }
 #undef NEED
     }

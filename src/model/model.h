@@ -18,6 +18,9 @@ typedef struct pare_layer {
     pare_tensor *ffn_norm;
     pare_tensor *w_gate, *w_up;    /* n_embd -> n_ff */
     pare_tensor *w_down;           /* n_ff -> n_embd */
+    /* Optional F32 [n_embd] biases of o and down (blk.L.attn_output.bias, blk.L.ffn_down.bias,
+     * as llama.cpp's LLaMA loader reads them): FLAP's bias compensation adds them. NULL: none. */
+    pare_tensor *b_o, *b_down;
     /* Channel order of an N:M layout chosen by E-Sparse for the input of q/k/v (perm_attn,
      * n_embd entries), of o (perm_o, n_head*hd entries) and of gate/up (perm_ffn, n_embd
      * entries), or NULL. The weights stay in their natural column order (a dense engine

@@ -1,10 +1,11 @@
 /* flap.c - unit scores of the structured methods (low = removed first):
  *
  *   numerical     alpha * mean_{head} z, z per channel (numerical.c); alpha = 4 hd / 3
- *   flap-nobias   FLAP (METHODS.md 11): WIFV_j = Var(x_j) ||P[:, j]||^2 on the o and down
+ *   flap          FLAP (METHODS.md 11): WIFV_j = Var(x_j) ||P[:, j]||^2 on the o and down
  *                 inputs; attention WIFV^2 standardized per layer, mean per head; MLP WIFV
- *                 standardized per layer. FLAP's bias compensation needs an o/down bias in
- *                 the engine, which pare does not have yet: the metric without the bias.
+ *                 standardized per layer; then the bias compensation b = P[:, pruned] mean(x)
+ *                 on o / down (structured.c: flap_add_biases)
+ *   flap-nobias   the same units without the bias
  *   mag-struct    mean w^2 over every weight of the unit (q rows, o columns, the KV head's
  *                 k/v rows shared by its group; gate/up rows and the down column)
  *   wanda-struct  Wanda-sp: mean_i |P_ij| sqrt(mean x_j^2) on o/down, mean per head */
@@ -44,12 +45,11 @@ void sp_standardize(double *x, int n) {
     for (int i = 0; i < n; i++) x[i] = sd > 0 ? (x[i] - m) / sd : x[i] - m;
 }
 
-void flap_bias(const float *P, int64_t E, int D, const calib_stats *st, const uint8_t *keep, double *b) {
-    double n = st->ntok > 0 ? (double)st->ntok : 1;
+void flap_bias(const float *P, int64_t E, int D, const double *mean, const uint8_t *keep, double *b) {
     for (int64_t e = 0; e < E; e++) {
         double s = 0;
         for (int j = 0; j < D; j++)
-            if (!keep[j]) s += (double)P[e * D + j] * (st->sum[j] / n);
+            if (!keep[j]) s += (double)P[e * D + j] * mean[j];
         b[e] = s;
     }
 }
@@ -141,9 +141,16 @@ pare_status sprune_layer_scores(const pare_model *m, int l, const sprune_opts *o
             if (!cs->gram) { st = pare_fail(PARE_ERR_ARG, "layer %d: numerical pruning needs a Gram matrix", l); break; }
             st = np_channel_scores(P, E, D, cs->gram, np_rho(o, attn), o, ch);
             break;
+        case SP_FLAP:
         case SP_FLAP_NOBIAS:
             if (!cs->sum || !cs->sumsq) { st = pare_fail(PARE_ERR_ARG, "layer %d: FLAP needs means and variances", l); break; }
             flap_wifv(P, E, D, cs, ch);
+            if (o->method == SP_FLAP) { /* the means the bias compensation needs */
+                double **mean = attn ? &sl->mean_o : &sl->mean_ff;
+                free(*mean);
+                if (!(*mean = pare_malloc((size_t)D * sizeof(double)))) { st = PARE_ERR_NOMEM; break; }
+                for (int j = 0; j < D; j++) (*mean)[j] = cs->ntok > 0 ? cs->sum[j] / (double)cs->ntok : 0;
+            }
             if (attn) for (int j = 0; j < D; j++) ch[j] *= ch[j];
             sp_standardize(ch, D);
             break;

@@ -88,13 +88,14 @@ void prune_report_free(prune_report *r);
 
 /* ==== Structured pruning: Numerical Pruning and structured baselines (issue 7) ===========
  * numerical.c (Newton score, compensation), flap.c (FLAP / magnitude / Wanda unit scores),
- * structured.c (unit selection, physical removal, the pipeline). METHODS.md 8, 10, 11.
+ * taylor.c (LLM-Pruner's first-order Taylor score, from one backward pass of the whole
+ * model), structured.c (unit selection, physical removal, the pipeline). METHODS.md 8, 10, 11.
  * Units: a query head (hd rows of q + hd columns of o; a KV head goes with the last query
  * head of its group) and an FFN channel (a row of gate and up + a column of down). */
 #ifndef PARE_PRUNE_STRUCTURED_H
 #define PARE_PRUNE_STRUCTURED_H
 
-enum { SP_NUMERICAL = 0, SP_FLAP_NOBIAS = 1, SP_MAGNITUDE = 2, SP_WANDA = 3 };
+enum { SP_NUMERICAL = 0, SP_FLAP_NOBIAS = 1, SP_MAGNITUDE = 2, SP_WANDA = 3, SP_TAYLOR = 4, SP_FLAP = 5 };
 enum { SP_TARGET_PARAMS = 0, SP_TARGET_UNITS = 1, SP_TARGET_TYPES = 2 };
 enum { SP_STRUCT_DEFAULT = -1, SP_STRUCT_GLOBAL = 0, SP_STRUCT_UNIFORM = 1 };
 
@@ -128,6 +129,7 @@ const char *sprune_method_name(int method);
 typedef struct sprune_layer {
     int n_head, n_head_kv, n_ff;     /* before pruning */
     double *head_score, *ff_score;   /* n_head, n_ff */
+    double *mean_o, *mean_ff;        /* flap: mean o / down input per channel (dense model), else NULL */
     uint8_t *keep_head, *keep_ff;    /* 1 = kept */
 } sprune_layer;
 typedef struct sprune_plan { int n_layer, n_embd, head_dim; sprune_layer *l; } sprune_plan;
@@ -180,13 +182,32 @@ void flap_wifv(const float *P, int64_t E, int D, const calib_stats *st, double *
 void sp_standardize(double *x, int n);
 /* FLAP's bias compensation b = P[:, removed] mean(x)[removed] (E values). pare's engine has
  * no o/down bias yet, so `flap-nobias` does not apply it; see docs/RESULTS.md. */
-void flap_bias(const float *P, int64_t E, int D, const calib_stats *st, const uint8_t *keep, double *b);
+void flap_bias(const float *P, int64_t E, int D, const double *mean, const uint8_t *keep, double *b);
+/* FLAP's bias compensation for the units p removes, from the means its scores kept (before
+ * sprune_apply / sprune_mask, which drop or zero the columns). */
+pare_status flap_add_biases(pare_model *m, const sprune_plan *p);
 /* Wanda-structured channel score: mean_i |P_ij| sqrt(sumsq_j / ntok). */
 void wanda_struct_scores(const float *P, int64_t E, int D, const calib_stats *st, double *s);
 /* Scores of every unit of layer l of m into p by method (magnitude needs no statistics;
  * o_st / down_st: the statistics of the o and down inputs). */
 pare_status sprune_layer_scores(const pare_model *m, int l, const sprune_opts *o, const calib_stats *o_st,
                                 const calib_stats *down_st, sprune_plan *p);
+
+/* ---- LLM-Pruner's Taylor score (taylor.c; METHODS.md 10 a) ------------------------------- */
+/* L = the mean next-token cross-entropy over every scored token of the calibration windows
+ * (each window's first token is not scored), dL/dW of every attention and MLP matrix from
+ * one backward pass of the whole model (the F32 training network, src/train/tnet.h;
+ * windows in micro-batches, gradients accumulated), then per unit the sum of |w dL/dw| over
+ * all its weights: a query head's q rows and o columns plus 1/group of its KV head's k and
+ * v rows (a KV head is shared by its group, and goes only with the whole group [O]); an FFN
+ * channel's gate and up rows and down column. Fills p->l[*].head_score / ff_score (larger =
+ * more important); *loss (may be NULL) gets L. The gradients are freed before it returns. */
+pare_status taylor_scores(const pare_model *m, const calib_data *cd, sprune_plan *p, int show_progress, double *loss);
+/* The windows per backward pass (*B) and the heap (*bytes) taylor_scores takes for n windows
+ * of T tokens: F32 copies of the non-F32 tensors, F32 gradients of every attention and MLP
+ * matrix, the network's activations for B windows (micro-batches hold at most 256 MiB of
+ * activations, at least one window). The mapped weights themselves are not counted. */
+pare_status taylor_plan(const pare_model *m, int n, int T, int *B, size_t *bytes);
 
 /* ---- the pipeline (structured.c) -------------------------------------------------------- */
 typedef struct sprune_report {
@@ -196,9 +217,11 @@ typedef struct sprune_report {
     int64_t units_before, units_after;      /* query heads + FFN channels */
     int *heads_before, *heads_after, *kv_before, *kv_after, *ff_before, *ff_after;
     int structure;
+    double calib_loss;                      /* taylor-struct: the calibration loss L; NAN otherwise */
     double seconds;
 } sprune_report;
-/* Dense pass for the scores (every block on the unpruned model), selection, then for
+/* Dense pass for the scores (every block on the unpruned model; taylor: one forward and
+ * backward pass of the whole model), selection, then for
  * numerical with compensation a sequential pass (METHODS.md 0.2; attention first, then the
  * MLP of the same block on the compensated attention) refitting o/down, then removal. */
 pare_status prune_structured(pare_model *m, const calib_data *cd, const sprune_opts *o, int show_progress,

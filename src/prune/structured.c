@@ -1,6 +1,6 @@
 /* structured.c - structured pruning: which heads and FFN channels go (global ranking or the
  * same share per layer), their physical removal from the model, and the pipeline
- * (METHODS.md 8, 10, 11).
+ * (METHODS.md 8, 10, 11; the taylor-struct scores come from taylor.c).
  *
  * Costs in weights: a query head 2 E hd (its q rows and o columns), a KV head 2 E hd more
  * (k and v rows, removed with the last query head of its group), an FFN channel 3 E.
@@ -38,8 +38,10 @@ const char *sprune_method_name(int method) {
     switch (method) {
     case SP_NUMERICAL: return "numerical";
     case SP_FLAP_NOBIAS: return "flap-nobias";
+    case SP_FLAP: return "flap";
     case SP_MAGNITUDE: return "mag-struct";
     case SP_WANDA: return "wanda-struct";
+    case SP_TAYLOR: return "taylor-struct";
     default: return "?";
     }
 }
@@ -68,6 +70,7 @@ pare_status sprune_plan_new(const pare_model *m, sprune_plan *p) {
 void sprune_plan_free(sprune_plan *p) {
     for (int l = 0; p->l && l < p->n_layer; l++) {
         free(p->l[l].head_score); free(p->l[l].ff_score); free(p->l[l].keep_head); free(p->l[l].keep_ff);
+        free(p->l[l].mean_o); free(p->l[l].mean_ff);
     }
     free(p->l);
     memset(p, 0, sizeof *p);
@@ -302,7 +305,7 @@ pare_status sprune_select(sprune_plan *p, const sprune_opts *o) {
     }
     int structure = o->structure;
     if (structure == SP_STRUCT_DEFAULT)
-        structure = o->method == SP_NUMERICAL || o->method == SP_FLAP_NOBIAS ? SP_STRUCT_GLOBAL : SP_STRUCT_UNIFORM;
+        structure = o->method == SP_NUMERICAL || o->method == SP_FLAP_NOBIAS || o->method == SP_FLAP ? SP_STRUCT_GLOBAL : SP_STRUCT_UNIFORM;
     return structure == SP_STRUCT_GLOBAL ? select_global(p, o) : select_uniform(p, o);
 }
 
@@ -398,7 +401,7 @@ pare_status sprune_apply(pare_model *m, const sprune_plan *p) {
                 if (c) gk = c;
             }
             if (h == 0) {
-                drop_tensor(&L->attn_norm); drop_tensor(&L->wq); drop_tensor(&L->wk); drop_tensor(&L->wv); drop_tensor(&L->wo);
+                drop_tensor(&L->attn_norm); drop_tensor(&L->wq); drop_tensor(&L->wk); drop_tensor(&L->wv); drop_tensor(&L->wo); drop_tensor(&L->b_o);
             } else {
                 int64_t *qr = pare_malloc((size_t)h * hd * sizeof(int64_t)), *kr = pare_malloc((size_t)kv * hd * sizeof(int64_t));
                 uint8_t *oc = pare_malloc((size_t)L->n_head * hd);
@@ -426,7 +429,7 @@ pare_status sprune_apply(pare_model *m, const sprune_plan *p) {
         }
         if (!st && f != L->n_ff) {
             if (f == 0) {
-                drop_tensor(&L->ffn_norm); drop_tensor(&L->w_gate); drop_tensor(&L->w_up); drop_tensor(&L->w_down);
+                drop_tensor(&L->ffn_norm); drop_tensor(&L->w_gate); drop_tensor(&L->w_up); drop_tensor(&L->w_down); drop_tensor(&L->b_down);
             } else {
                 int64_t *fr = pare_malloc((size_t)f * sizeof(int64_t));
                 if (!fr) return PARE_ERR_NOMEM;
@@ -469,6 +472,64 @@ pare_status sprune_mask(pare_model *m, const sprune_plan *p) {
         }
     }
     return PARE_OK;
+}
+
+/* FLAP's bias compensation (METHODS.md 11 a.5): for every layer that loses units, the o
+ * (down) output gains b = P[:, pruned] mean(x[pruned]) over the dense model's calibration
+ * tokens, added to the layer's blk.L.attn_output.bias (ffn_down.bias), created F32 if absent,
+ * so that the mean output over the calibration tokens is the dense one. Before the columns
+ * go (it reads them). */
+pare_status flap_add_biases(pare_model *m, const sprune_plan *p) {
+    int need = 0;
+    for (int l = 0; l < m->n_layer; l++) {
+        const sprune_layer *s = &p->l[l];
+        for (int i = 0; i < s->n_head; i++) if (!s->keep_head[i]) { need += !m->layers[l].b_o; break; }
+        for (int j = 0; j < s->n_ff; j++) if (!s->keep_ff[j]) { need += !m->layers[l].b_down; break; }
+    }
+    pare_status st = need ? model_reserve_tensors(m, need) : PARE_OK; /* rebinds the layers */
+    int64_t E = m->n_embd;
+    int hd = m->head_dim;
+    for (int l = 0; l < m->n_layer && !st; l++) {
+        const sprune_layer *s = &p->l[l];
+        for (int part = 0; part < 2 && !st; part++) {
+            pare_layer *L = &m->layers[l];
+            int n = part ? s->n_ff : s->n_head, w = part ? 1 : hd, any = 0;
+            const uint8_t *keep = part ? s->keep_ff : s->keep_head;
+            const double *mean = part ? s->mean_ff : s->mean_o;
+            for (int i = 0; i < n; i++) any |= !keep[i];
+            if (!any) continue;
+            if (!mean) return pare_fail(PARE_ERR_ARG, "flap: layer %d has no input means for its bias", l);
+            const pare_tensor *t = part ? L->w_down : L->wo;
+            int D = n * w;
+            uint8_t *kc = pare_malloc((size_t)D);
+            float *P = tensor_f32(t);
+            double *b = pare_malloc((size_t)E * sizeof(double));
+            if (!kc || !P || !b) { free(kc); free(P); free(b); return PARE_ERR_NOMEM; }
+            for (int j = 0; j < D; j++) kc[j] = keep[j / w];
+            flap_bias(P, E, D, mean, kc, b);
+            free(kc); free(P);
+            pare_tensor **slot = part ? &L->b_down : &L->b_o;
+            if (!*slot) {
+                char nm[96];
+                snprintf(nm, sizeof nm, "blk.%d.%s.bias", l, part ? "ffn_down" : "attn_output");
+                float *d = pare_calloc((size_t)E, sizeof(float));
+                int64_t ne[1] = {E};
+                if (!d || !(*slot = model_add_tensor(m, nm, PARE_TYPE_F32, 1, ne, d, (size_t)E * sizeof(float), 1))) {
+                    free(d); free(b);
+                    return PARE_ERR_NOMEM;
+                }
+            } else if (!(*slot)->owned) { /* a mapped bias: own a copy before changing it */
+                float *d = pare_malloc((size_t)E * sizeof(float));
+                if (!d) { free(b); return PARE_ERR_NOMEM; }
+                memcpy(d, (*slot)->data, (size_t)E * sizeof(float));
+                (*slot)->data = d; (*slot)->owned = 1;
+            }
+            float *bias = (*slot)->data;
+            for (int64_t e = 0; e < E; e++) bias[e] = (float)((double)bias[e] + b[e]);
+            free(b);
+        }
+    }
+    return st ? st : model_bind(m);
 }
 
 /* ---- the pipeline ------------------------------------------------------------------------ */
@@ -558,7 +619,7 @@ static pare_status score_pass(pare_model *m, const calib_data *cd, const sprune_
         }
         return PARE_OK;
     }
-    unsigned need = o->method == SP_NUMERICAL ? STAT_GRAM : o->method == SP_FLAP_NOBIAS ? STAT_SUM | STAT_SUMSQ : STAT_SUMSQ;
+    unsigned need = o->method == SP_NUMERICAL ? STAT_GRAM : o->method == SP_FLAP_NOBIAS || o->method == SP_FLAP ? STAT_SUM | STAT_SUMSQ : STAT_SUMSQ;
     calib_runner *r = NULL;
     pare_status st = runner_new(m, cd, &r);
     if (st) return st;
@@ -572,10 +633,11 @@ static pare_status score_pass(pare_model *m, const calib_data *cd, const sprune_
         if (L->n_ff > 0) want[FWD_DOWN_IN] = need;
         calib_stats stats[FWD_N_POINTS];
         memset(stats, 0, sizeof stats);
-        if (want[FWD_O_IN] || want[FWD_DOWN_IN]) st = runner_collect(r, want, 0, stats);
+        /* scores change no weight: the statistics and the next block's inputs in one pass */
+        if (want[FWD_O_IN] || want[FWD_DOWN_IN]) st = l + 1 < nl ? runner_collect_advance(r, want, 0, stats) : runner_collect(r, want, 0, stats);
+        else if (l + 1 < nl) st = runner_advance(r);
         if (!st) st = sprune_layer_scores(m, l, o, &stats[FWD_O_IN], &stats[FWD_DOWN_IN], p);
         for (int q = 0; q < FWD_N_POINTS; q++) calib_stats_free(&stats[q]);
-        if (!st && l + 1 < nl) st = runner_advance(r);
         progress_update(&pb, l + 1);
     }
     progress_end(&pb);
@@ -586,7 +648,7 @@ static pare_status score_pass(pare_model *m, const calib_data *cd, const sprune_
 pare_status prune_structured(pare_model *m, const calib_data *cd, const sprune_opts *o, int show_progress,
                              sprune_report *rep) {
     memset(rep, 0, sizeof *rep);
-    if (o->method < SP_NUMERICAL || o->method > SP_WANDA) return pare_fail(PARE_ERR_ARG, "unknown structured method %d", o->method);
+    if (o->method < SP_NUMERICAL || o->method > SP_FLAP) return pare_fail(PARE_ERR_ARG, "unknown structured method %d", o->method);
     if (o->target == SP_TARGET_TYPES) {
         if (!(o->head_ratio >= 0 && o->head_ratio <= 1) || !(o->ffn_ratio >= 0 && o->ffn_ratio <= 1))
             return pare_fail(PARE_ERR_ARG, "head and FFN ratios must be in [0, 1] (got %g, %g)", o->head_ratio, o->ffn_ratio);
@@ -607,8 +669,9 @@ pare_status prune_structured(pare_model *m, const calib_data *cd, const sprune_o
     double t0 = pare_now();
     int nl = m->n_layer;
     rep->n_layer = nl;
+    rep->calib_loss = NAN;
     rep->structure = o->structure == SP_STRUCT_DEFAULT
-                         ? (o->method == SP_NUMERICAL || o->method == SP_FLAP_NOBIAS ? SP_STRUCT_GLOBAL : SP_STRUCT_UNIFORM)
+                         ? (o->method == SP_NUMERICAL || o->method == SP_FLAP_NOBIAS || o->method == SP_FLAP ? SP_STRUCT_GLOBAL : SP_STRUCT_UNIFORM)
                          : o->structure;
     size_t nn = (size_t)(nl ? nl : 1);
     rep->heads_before = pare_calloc(nn, sizeof(int)); rep->heads_after = pare_calloc(nn, sizeof(int));
@@ -622,7 +685,8 @@ pare_status prune_structured(pare_model *m, const calib_data *cd, const sprune_o
     sprune_plan p;
     pare_status st = sprune_plan_new(m, &p);
     if (st) { sprune_report_free(rep); return st; }
-    if (!(st = score_pass(m, cd, o, &p, show_progress))) st = sprune_select(&p, o);
+    st = o->method == SP_TAYLOR ? taylor_scores(m, cd, &p, show_progress, &rep->calib_loss) : score_pass(m, cd, o, &p, show_progress);
+    if (!st) st = sprune_select(&p, o);
     if (!st) {
         rep->block_before = sprune_plan_params(&p, 0); rep->block_after = sprune_plan_params(&p, 1);
         rep->units_before = sprune_plan_units(&p, 0); rep->units_after = sprune_plan_units(&p, 1);
@@ -636,6 +700,7 @@ pare_status prune_structured(pare_model *m, const calib_data *cd, const sprune_o
     }
     if (!st && o->method == SP_NUMERICAL && o->compensate && rep->units_after < rep->units_before)
         st = compensation_pass(m, cd, o, &p, show_progress);
+    if (!st && o->method == SP_FLAP) st = flap_add_biases(m, &p);
     if (!st) st = o->mask_only ? sprune_mask(m, &p) : sprune_apply(m, &p);
     if (!st) rep->params_after = o->mask_only ? rep->params_before - (rep->block_before - rep->block_after) : model_n_params(m);
     sprune_plan_free(&p);

@@ -310,6 +310,10 @@ static pare_status TN(add_lin)(TN(tnet) *n, TN(tlin) *L, const char *name, int i
 
 pare_status TN(tnet_new)(const pare_model *m, TN(tnet) **out) {
     *out = NULL;
+    for (int l = 0; l < m->n_layer; l++)
+        if (m->layers[l].b_o || m->layers[l].b_down)
+            return pare_fail(PARE_ERR_UNSUPPORTED, "block %d has an o/down bias (FLAP's compensation): the training network "
+                             "has none; tune or train the model before FLAP, or use flap-nobias", l);
     TN(tnet) *n = pare_calloc(1, sizeof *n);
     if (!n) return PARE_ERR_NOMEM;
     n->n_layer = m->n_layer; n->n_embd = m->n_embd; n->n_vocab = m->n_vocab; n->head_dim = m->head_dim;
