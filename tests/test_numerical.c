@@ -297,6 +297,25 @@ static void hand_plan(sprune_plan *p) {
     l2->keep_ff[l2->n_ff - 1] = 0;
 }
 
+/* m saved as GGUF in a fresh folder (path: 128 bytes) and loaded back; round_trip_clean
+ * removes the file and folder once nothing runs on the loaded model any more (pare checks
+ * that its inputs stay in place) */
+static pare_model *gguf_round_trip(const pare_model *m, char *path) {
+    char dir[] = "/tmp/pare-test-np-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, 128, "%s/pruned.gguf", dir);
+    assert_int_equal(pare_model_save(m, path, "gguf"), PARE_OK);
+    pare_model *c;
+    assert_int_equal(pare_model_load(path, NULL, &c), PARE_OK);
+    return c;
+}
+
+static void round_trip_clean(char *path) {
+    unlink(path);
+    *strrchr(path, '/') = 0;
+    rmdir(path);
+}
+
 static void check_remove_equals_mask(int type) {
     pare_model *a = make_model(&g_gqa, type), *b = make_model(&g_gqa, type);
     sprune_plan p;
@@ -320,13 +339,8 @@ static void check_remove_equals_mask(int type) {
     float *la = logits_of(a, tok, 40), *lb = logits_of(b, tok, 40);
     assert_true(max_diff(la, lb, (size_t)40 * a->n_vocab) <= 1e-5);
     /* a GGUF round trip keeps per-layer heads and widths and the function */
-    char dir[] = "/tmp/pare-test-np-XXXXXX";
-    assert_non_null(mkdtemp(dir));
     char path[128];
-    snprintf(path, sizeof path, "%s/pruned.gguf", dir);
-    assert_int_equal(pare_model_save(b, path, "gguf"), PARE_OK);
-    pare_model *c;
-    assert_int_equal(pare_model_load(path, NULL, &c), PARE_OK);
+    pare_model *c = gguf_round_trip(b, path);
     for (int l = 0; l < b->n_layer; l++) {
         assert_int_equal(c->layers[l].n_head, b->layers[l].n_head);
         assert_int_equal(c->layers[l].n_head_kv, b->layers[l].n_head_kv);
@@ -335,7 +349,7 @@ static void check_remove_equals_mask(int type) {
     assert_int_equal(c->head_dim, b->head_dim);
     float *lc = logits_of(c, tok, 40);
     assert_true(max_diff(lb, lc, (size_t)40 * a->n_vocab) == 0);
-    unlink(path); rmdir(dir);
+    round_trip_clean(path);
     free(la); free(lb); free(lc);
     sprune_plan_free(&p);
     pare_model_free(a); pare_model_free(b); pare_model_free(c);
@@ -778,13 +792,8 @@ static void test_flap_bias(void **state) {
     for (int i = 0; i < 40; i++) tok[i] = 3 + (i * 37) % 290;
     float *la = logits_of(a, tok, 40), *lb = logits_of(b, tok, 40);
     assert_true(max_diff(la, lb, (size_t)40 * a->n_vocab) <= 1e-5);
-    char dir[] = "/tmp/pare-test-flap-XXXXXX";
-    assert_non_null(mkdtemp(dir));
     char path[128];
-    snprintf(path, sizeof path, "%s/flap.gguf", dir);
-    assert_int_equal(pare_model_save(b, path, "gguf"), PARE_OK);
-    pare_model *c;
-    assert_int_equal(pare_model_load(path, NULL, &c), PARE_OK);
+    pare_model *c = gguf_round_trip(b, path);
     float *lc = logits_of(c, tok, 40);
     assert_true(max_diff(lb, lc, (size_t)40 * b->n_vocab) == 0);
     /* mean outputs on the dense inputs: P_masked mean(x) + bias == P_dense mean(x) */
@@ -827,7 +836,7 @@ static void test_flap_bias(void **state) {
     tnet_f *n = NULL;
     assert_int_equal(tnet_new_f(b, &n), PARE_ERR_UNSUPPORTED);
     assert_null(n);
-    unlink(path); rmdir(dir);
+    round_trip_clean(path);
     free(la); free(lb); free(lc);
     pare_model_free(ref); pare_model_free(a); pare_model_free(b); pare_model_free(c);
     calib_free(&cd);
