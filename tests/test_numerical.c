@@ -297,6 +297,14 @@ static void hand_plan(sprune_plan *p) {
     l2->keep_ff[l2->n_ff - 1] = 0;
 }
 
+/* logits of a fixed 40-token probe, to compare two models' functions */
+enum { PROBE_N = 40 };
+static float *probe_logits(const pare_model *m) {
+    int32_t tok[PROBE_N];
+    for (int i = 0; i < PROBE_N; i++) tok[i] = 3 + (i * 37) % 290;
+    return logits_of(m, tok, PROBE_N);
+}
+
 /* m saved as GGUF in a fresh folder (path: 128 bytes) and loaded back; round_trip_clean
  * removes the file and folder once nothing runs on the loaded model any more (pare checks
  * that its inputs stay in place) */
@@ -334,10 +342,8 @@ static void check_remove_equals_mask(int type) {
     assert_int_equal(b->layers[1].wo->ne[0], 2 * b->head_dim);
     int64_t removed = sprune_plan_params(&p, 0) - sprune_plan_params(&p, 1) + 2 * g_gqa.dim; /* + 2 norms */
     assert_int_equal(model_n_params(a) - model_n_params(b), removed);
-    int32_t tok[40];
-    for (int i = 0; i < 40; i++) tok[i] = 3 + (i * 37) % 290;
-    float *la = logits_of(a, tok, 40), *lb = logits_of(b, tok, 40);
-    assert_true(max_diff(la, lb, (size_t)40 * a->n_vocab) <= 1e-5);
+    float *la = probe_logits(a), *lb = probe_logits(b);
+    assert_true(max_diff(la, lb, (size_t)PROBE_N * a->n_vocab) <= 1e-5);
     /* a GGUF round trip keeps per-layer heads and widths and the function */
     char path[128];
     pare_model *c = gguf_round_trip(b, path);
@@ -347,8 +353,8 @@ static void check_remove_equals_mask(int type) {
         assert_int_equal(c->layers[l].n_ff, b->layers[l].n_ff);
     }
     assert_int_equal(c->head_dim, b->head_dim);
-    float *lc = logits_of(c, tok, 40);
-    assert_true(max_diff(lb, lc, (size_t)40 * a->n_vocab) == 0);
+    float *lc = probe_logits(c);
+    assert_true(max_diff(lb, lc, (size_t)PROBE_N * a->n_vocab) == 0);
     round_trip_clean(path);
     free(la); free(lb); free(lc);
     sprune_plan_free(&p);
@@ -788,14 +794,12 @@ static void test_flap_bias(void **state) {
     int nbias = 0;
     for (int l = 0; l < b->n_layer; l++) nbias += (b->layers[l].b_o != NULL) + (b->layers[l].b_down != NULL);
     assert_true(nbias >= 2);
-    int32_t tok[40];
-    for (int i = 0; i < 40; i++) tok[i] = 3 + (i * 37) % 290;
-    float *la = logits_of(a, tok, 40), *lb = logits_of(b, tok, 40);
-    assert_true(max_diff(la, lb, (size_t)40 * a->n_vocab) <= 1e-5);
+    float *la = probe_logits(a), *lb = probe_logits(b);
+    assert_true(max_diff(la, lb, (size_t)PROBE_N * a->n_vocab) <= 1e-5);
     char path[128];
     pare_model *c = gguf_round_trip(b, path);
-    float *lc = logits_of(c, tok, 40);
-    assert_true(max_diff(lb, lc, (size_t)40 * b->n_vocab) == 0);
+    float *lc = probe_logits(c);
+    assert_true(max_diff(lb, lc, (size_t)PROBE_N * b->n_vocab) == 0);
     /* mean outputs on the dense inputs: P_masked mean(x) + bias == P_dense mean(x) */
     calib_runner *r;
     assert_int_equal(runner_new(ref, &cd, &r), PARE_OK);

@@ -180,8 +180,8 @@ pare_status np_compensate(double *P, int64_t E, int D, const double *G, const ui
 void flap_wifv(const float *P, int64_t E, int D, const calib_stats *st, double *wifv);
 /* (x - mean) / std over n values (sample std; std 0: x - mean). */
 void sp_standardize(double *x, int n);
-/* FLAP's bias compensation b = P[:, removed] mean(x)[removed] (E values). pare's engine has
- * no o/down bias yet, so `flap-nobias` does not apply it; see docs/RESULTS.md. */
+/* FLAP's bias compensation b = P[:, removed] mean(x)[removed] (E values; `flap` adds it to the
+ * o/down bias, `flap-nobias` leaves it out). */
 void flap_bias(const float *P, int64_t E, int D, const double *mean, const uint8_t *keep, double *b);
 /* FLAP's bias compensation for the units p removes, from the means its scores kept (before
  * sprune_apply / sprune_mask, which drop or zero the columns). */
