@@ -6,8 +6,14 @@
  *   budget search: never above the budget; at least as good as brute force on a slightly
  *     smaller budget and never better than brute force on the budget (3 blocks x 27 options);
  *     an unconstrained budget gives the sum of per-block minimum errors; too small refused;
+ *     with the loss objective the same against brute force over the loss costs; refused
+ *     without a loss profile;
+ *   LUC at a size: within the size, the mean of the policy is the target, a slightly smaller
+ *     target does not fit; too small refused;
  *   profile on a small random F16 model: error exactly 0 at ratio 0 and at 16 bits, rising
- *     with the ratio and with fewer bits; the model is unchanged afterwards;
+ *     with the ratio and with fewer bits; the model is unchanged afterwards; the loss profile:
+ *     exactly 0 at 16 bits, and a setting's loss change equals the NLL of a whole-model run
+ *     of a copy whose block was rounded by hand, less the dense NLL;
  *   compress: uniform S, B equals prune_model (SparseGPT S) then quant_model (RTN intB-gG)
  *     byte for byte on every tensor; 0-sparsity blocks stay as they were and 16-bit blocks
  *     are their F16 values; the nominal sizes follow the formulas. */
@@ -17,6 +23,7 @@
 #include <cmocka.h>
 
 #include "model/synth.h"
+#include "kernels/kernels.h"
 #include "quant/luc.h"
 
 #include <cblas.h>
@@ -107,6 +114,7 @@ static void test_bits_rule(void **state) {
 /* ---- budget search ---------------------------------------------------------------------- */
 static void fake_profile(luc_profile *p, luc_sizes *z, int L) {
     memset(p, 0, sizeof *p);
+    p->has_loss = 1;
     p->n_ratio = 4;
     const double r[4] = {0.1, 0.3, 0.5, 0.9};
     memcpy(p->ratio, r, sizeof r);
@@ -117,6 +125,9 @@ static void fake_profile(luc_profile *p, luc_sizes *z, int L) {
         const double a = 0.1 + urand(), q = 0.1 + urand();
         for (int i = 0; i < 4; i++) p->prune_err[l * 4 + i] = a * r[i] * r[i] * (1 + 0.1 * urand());
         p->quant_err[l * 3 + 0] = q * 0.001; p->quant_err[l * 3 + 1] = q * 0.1; p->quant_err[l * 3 + 2] = q * 0.5;
+        /* loss changes: other scales, some slightly negative (as measured ones can be) */
+        for (int i = 0; i < 4; i++) p->prune_loss[l * 4 + i] = (urand() - 0.1) * r[i] * r[i];
+        for (int i = 0; i < 3; i++) p->quant_loss[l * 3 + i] = (urand() - 0.1) * 0.02 * (i + 1);
     }
     memset(z, 0, sizeof *z);
     z->n_layer = L; z->group = 128;
@@ -137,6 +148,11 @@ static double config_bytes(const luc_sizes *z, int L, const float *s, const int 
     return v / 8;
 }
 
+static double opt_cost(const luc_profile *p, const luc_budget_opts *o, int l, double s, int b) {
+    return o->objective == LUC_OBJ_LOSS ? luc_prune_loss(p, l, s) + luc_quant_loss(p, l, b)
+                                        : luc_prune_err(p, l, s) + luc_quant_err(p, l, b);
+}
+
 /* the best error of any configuration within budget (3 blocks) */
 static double brute(const luc_profile *p, const luc_sizes *z, const luc_budget_opts *o, double budget) {
     double best = INFINITY;
@@ -150,7 +166,7 @@ static double brute(const luc_profile *p, const luc_sizes *z, const luc_budget_o
                     const double s = o->s[k[l] / o->n_b];
                     const int bb = o->b[k[l] % o->n_b];
                     bytes += luc_block_bits(z, l, s, bb, 1);
-                    e += luc_prune_err(p, l, s) + luc_quant_err(p, l, bb);
+                    e += opt_cost(p, o, l, s, bb);
                 }
                 if (bytes / 8 <= budget && e < best) best = e;
             }
@@ -199,9 +215,67 @@ static void test_budget_search(void **state) {
     assert_true(fabs(err - want) < 1e-15);
     /* below the smallest configuration */
     assert_int_equal(luc_budget_search(&p, &z, lo * 0.99, &o, s, b, &err, NULL), PARE_ERR_ARG);
+    /* the loss objective: the same optimality against brute force over the loss costs */
+    o.objective = LUC_OBJ_LOSS;
+    for (int t = 0; t <= 20; t++) {
+        const double budget = lo + (hi - lo) * t / 20.0 + (t == 0 ? 1 : 0);
+        assert_int_equal(luc_budget_search(&p, &z, budget, &o, s, b, &err, &bytes), PARE_OK);
+        assert_true(bytes <= budget);
+        double e = 0;
+        for (int l = 0; l < 3; l++) e += opt_cost(&p, &o, l, s[l], b[l]);
+        assert_true(fabs(err - e) < 1e-6);
+        assert_true(err >= brute(&p, &z, &o, budget) - 1e-12);
+        const double slack = 3.0 * (budget - z.fixed_bytes) / o.units;
+        assert_true(err <= brute(&p, &z, &o, budget - slack) + 1e-12);
+    }
+    p.has_loss = 0; /* no loss profile: refused */
+    assert_int_equal(luc_budget_search(&p, &z, hi, &o, s, b, &err, NULL), PARE_ERR_ARG);
+    p.has_loss = 1;
+    o.objective = LUC_OBJ_ERR;
     /* a bit-width the profile lacks */
     o.b[0] = 5;
     assert_int_equal(luc_budget_search(&p, &z, hi, &o, s, b, &err, NULL), PARE_ERR_ARG);
+    luc_profile_free(&p);
+    luc_sizes_free(&z);
+}
+
+static double policy_size(const luc_sizes *z, int L, const double *s, const int *b) {
+    double v = z->fixed_bytes * 8;
+    for (int l = 0; l < L; l++) v += luc_block_bits(z, l, s[l], b[l], 1);
+    return v / 8;
+}
+
+static void test_policy_at_size(void **state) {
+    (void)state;
+    enum { L = 6 };
+    luc_profile p;
+    luc_sizes z;
+    fake_profile(&p, &z, L);
+    for (int l = 0; l < L; l++) p.e[l] = 0.01 + urand();
+    const int bits[L] = {8, 4, 4, 3, 4, 8};
+    const double cap = 0.9;
+    double s[L], tmp[L], target;
+    assert_int_equal(luc_sparsity_policy(p.e, L, 0, cap, tmp), PARE_OK);
+    const double big = policy_size(&z, L, tmp, bits);
+    assert_int_equal(luc_sparsity_policy(p.e, L, cap, cap, tmp), PARE_OK);
+    const double small = policy_size(&z, L, tmp, bits);
+    assert_true(small < big);
+    for (int t = 0; t <= 10; t++) {
+        const double budget = small + (big - small) * t / 10.0;
+        assert_int_equal(luc_policy_at_size(&p, &z, bits, cap, budget, s, &target), PARE_OK);
+        assert_true(target >= 0 && target <= cap);
+        assert_true(policy_size(&z, L, s, bits) <= budget * (1 + 1e-12));
+        double mean = 0;
+        for (int l = 0; l < L; l++) mean += s[l] / L;
+        assert_true(fabs(mean - target) < 1e-9);
+        if (target > 1e-7) { /* the smallest target that fits */
+            assert_int_equal(luc_sparsity_policy(p.e, L, target - 1e-7, cap, tmp), PARE_OK);
+            assert_true(policy_size(&z, L, tmp, bits) > budget);
+        }
+    }
+    assert_int_equal(luc_policy_at_size(&p, &z, bits, cap, big * 2, s, &target), PARE_OK);
+    assert_true(target == 0);
+    assert_int_equal(luc_policy_at_size(&p, &z, bits, cap, small * 0.999, s, &target), PARE_ERR_ARG);
     luc_profile_free(&p);
     luc_sizes_free(&z);
 }
@@ -287,6 +361,45 @@ static void test_profile(void **state) {
         assert_int_equal(m->tensors[i].nbytes, ref->tensors[i].nbytes);
         assert_memory_equal(m->tensors[i].data, ref->tensors[i].data, ref->tensors[i].nbytes);
     }
+    /* the loss profile: against a whole-model run of a copy with block 1 rounded by hand */
+    o.method = PRUNE_SPARSEGPT;
+    o.loss = 1;
+    luc_profile pl;
+    assert_int_equal(luc_profile_model(m, &cd, &o, 0, &pl), PARE_OK);
+    assert_true(pl.has_loss && pl.base_loss > 0);
+    for (int l = 0; l < 2; l++) {
+        assert_true(pl.quant_loss[l * 4 + 0] == 0.0); /* 16 bits on an F16 model: the same weights */
+        assert_true(pl.prune_loss[l * 5 + 0] == 0.0);
+    }
+    const double ntok = (double)cd.n * (cd.T - 1);
+    calib_runner *run;
+    double nll0, nll1;
+    assert_int_equal(runner_new(ref, &cd, &run), PARE_OK);
+    assert_int_equal(runner_loss_from(run, 0, NULL, &nll0), PARE_OK);
+    runner_free(run);
+    assert_true(fabs(nll0 / ntok - pl.base_loss) < 1e-12 * pl.base_loss);
+    const quant_spec q4 = {.type = -1, .bits = 4, .group = 32, .asym = 0};
+    for (int k = 0; k < 7; k++) { /* block 1 at int4-g32, stored F16 as the profile stores it */
+        const pare_layer *Lr = &ref->layers[1];
+        pare_tensor *t = (pare_tensor *[]){Lr->wq, Lr->wk, Lr->wv, Lr->wo, Lr->w_gate, Lr->w_up, Lr->w_down}[k];
+        const int64_t cols = t->ne[0];
+        float *row = malloc(sizeof(float) * (size_t)cols);
+        for (int64_t rr = 0; rr < t->ne[1]; rr++) {
+            pare_tensor_row_f32(t, rr, row);
+            quant_rtn_row(&q4, row, cols, NULL);
+            k_quant_row(PARE_TYPE_F16, row, (uint8_t *)t->data + rr * pare_row_bytes(PARE_TYPE_F16, cols), cols);
+        }
+        free(row);
+    }
+    assert_int_equal(runner_new(ref, &cd, &run), PARE_OK);
+    assert_int_equal(runner_loss_from(run, 0, NULL, &nll1), PARE_OK);
+    runner_free(run);
+    print_message("loss profile: dense %.6f, block 1 at 4 bits %+.3e (whole-model run %+.3e)\n", pl.base_loss,
+                  pl.quant_loss[1 * 4 + 2], nll1 / ntok - nll0 / ntok);
+    assert_true(fabs(pl.quant_loss[1 * 4 + 2] - (nll1 - nll0) / ntok) < 1e-9);
+    assert_true(pl.quant_loss[1 * 4 + 2] != 0.0);
+    luc_profile_free(&pl);
+    o.loss = 0;
     /* bad options */
     luc_profile p;
     o.bits[0] = 9;
@@ -402,6 +515,7 @@ int main(void) {
         cmocka_unit_test(test_policy_equal_and_bad),
         cmocka_unit_test(test_bits_rule),
         cmocka_unit_test(test_budget_search),
+        cmocka_unit_test(test_policy_at_size),
         cmocka_unit_test(test_interpolation),
         cmocka_unit_test(test_profile),
         cmocka_unit_test(test_compress_uniform_is_prune_then_quantize),

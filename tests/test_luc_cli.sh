@@ -3,7 +3,9 @@
 # $1) on brown-4m with a tiny calibration (4 x 64 tokens): the profile JSON has 8 blocks of 7
 # ratios / 3 bit-widths, errors rising with the ratio; compress uniform, luc (from the profile
 # file) and budget (at uniform's sparse size) succeed, report per-block sparsity and bits, the
-# luc mean sparsity is the target, the budget result is within its budget; bad arguments exit
+# luc mean sparsity is the target, the budget result is within its budget; a loss profile
+# (--loss) has the loss arrays and makes budget use the loss objective; luc --budget-mb fits the
+# size with a target it reports; bad arguments exit
 # non-zero with a "pare compress: ..." message and write no OUT; the input never changes.
 B=${1:-build}
 PARE="$B/pare"
@@ -43,6 +45,21 @@ py 'import json,sys; j=json.load(open(sys.argv[1])); assert j["sparse_mb"] <= j[
     "$T/b.json" "compress budget JSON"
 "$PARE" ppl "$T/b.gguf" --text "$CALIB" --ctx 64 --max-windows 2 --threads 1 > /dev/null 2>&1 || fail "ppl on the budget output"
 
+# the loss profile, the loss objective, LUC at a size
+"$PARE" profile "$SRC" $C --loss --json > "$T/profl.json" 2> "$T/err" || fail "profile --loss: exit $? ($(cat "$T/err"))"
+py 'import json,sys; j=json.load(open(sys.argv[1])); assert len(j["prune_loss"])==8 and all(len(r)==7 for r in j["prune_loss"])
+assert len(j["quant_loss"])==8 and all(len(q)==3 for q in j["quant_loss"]) and 1 < j["base_loss"] < 20
+assert all(r[-1] > 0 for r in j["prune_loss"])' "$T/profl.json" "profile --loss JSON"
+"$PARE" compress "$SRC" -o "$T/b2.gguf" --method budget --budget-mb "$MB" --profile "$T/profl.json" $C --json \
+    > "$T/b2.json" 2> "$T/err" || fail "compress budget (loss): exit $? ($(cat "$T/err"))"
+py 'import json,sys; j=json.load(open(sys.argv[1])); assert j["objective"] == "loss" and j["sparse_mb"] <= j["budget_mb"] + 1e-3' \
+    "$T/b2.json" "compress budget (loss) JSON"
+"$PARE" compress "$SRC" -o "$T/l2.gguf" --method luc --bits 4 --budget-mb "$MB" --profile "$T/prof.json" $C --json \
+    > "$T/l2.json" 2> "$T/err" || fail "compress luc --budget-mb: exit $? ($(cat "$T/err"))"
+py 'import json,sys; j=json.load(open(sys.argv[1])); s=j["policy_sparsity"]
+assert j["sparse_mb"] <= j["budget_mb"] + 1e-3 and 0 < j["target_sparsity"] < 0.95 and abs(sum(s)/len(s)-j["target_sparsity"]) < 1e-5' \
+    "$T/l2.json" "compress luc --budget-mb JSON"
+
 expect_fail() { # label, arguments after MODEL
     label=$1; shift
     rm -f "$T/x.gguf"
@@ -59,6 +76,9 @@ expect_fail "budget too small" --method budget --budget-mb 1 --profile "$T/prof.
 expect_fail "budget without --budget-mb" --method budget --profile "$T/prof.json" $C
 expect_fail "bad --profile" --method luc --profile "$T/u.json" $C
 expect_fail "9 bits" --method uniform --bits 9 $C
+expect_fail "loss objective without a loss profile" --method budget --budget-mb "$MB" --objective loss --profile "$T/prof.json" $C
+expect_fail "--budget-mb with uniform" --method uniform --budget-mb 5 $C
+expect_fail "luc --budget-mb too small" --method luc --budget-mb 3.2 --profile "$T/prof.json" $C
 expect_fail "pruning without --calib" --method uniform --target-sparsity 0.5
 [ "$(sha256sum < "$SRC")" = "$SUM0" ] || fail "the input changed"
 [ $fails = 0 ] && echo "test_luc_cli: all passed"

@@ -36,12 +36,16 @@ const char *profile_HELP =
     "mean pruning error over the ratios (METHODS.md 9 A.2). The model is not changed.\n"
     "\n"
     PROFILE_OPTS_HELP
+    "  --loss            also the model-level loss change of each setting: the mean NLL per\n"
+    "                    token of the whole model with only that block pruned / rounded,\n"
+    "                    less the dense model's (costs about (blocks + 1) / 2 times more)\n"
     CALIB_HELP
     "output:\n"
     "  --threads T       threads\n"
     MAXMEM_HELP
     "  --json            one JSON object with per-block arrays (prune_err[l][ratio],\n"
-    "                    quant_err[l][bits], e[l]); pare compress --profile reads it\n"
+    "                    quant_err[l][bits], e[l]; with --loss prune_loss, quant_loss and\n"
+    "                    base_loss); pare compress --profile reads it\n"
     "\n"
     "example: pare profile model.gguf --calib valid.txt --nsamples 64 --seqlen 256 --json > prof.json\n";
 
@@ -60,18 +64,23 @@ const char *compress_HELP =
     "                    s^_l = 1 - (e_l - min e)/(max e - min e), capped at --cap (0.95) with\n"
     "                    the excess spread over the other blocks (water filling: the mean stays\n"
     "                    S exactly); bits_l = --high-bits where the block's rounding error at B\n"
-    "                    bits is above the mean over blocks, else B\n"
+    "                    bits is above the mean over blocks, else B. With --budget-mb M [O]:\n"
+    "                    S is found (bisection) so the policy's sparse size is the largest <= M\n"
     "  budget            [O] per block a sparsity in --budget-sparsities (0,0.1,..,0.8) and bits\n"
-    "                    in --budget-bits (3,4,8) minimising the sum of the profiled errors\n"
-    "                    (pruning error interpolated over the ratios + rounding error, taken as\n"
+    "                    in --budget-bits (3,4,8) minimising the sum of the profiled costs\n"
+    "                    (pruning cost interpolated over the ratios + rounding cost, taken as\n"
     "                    additive) with the sparse nominal size <= --budget-mb (exact dynamic\n"
     "                    programming over blocks on the budget cut into 4096 steps)\n"
+    "  --objective O     budget: the cost: err (relative block output error) or loss (the\n"
+    "                    model-level loss change of pare profile --loss); default: loss when\n"
+    "                    the profile has it, else err. loss profiles here when there is no\n"
+    "                    --profile\n"
     "options:\n"
     "  --target-sparsity S  mean sparsity (uniform, luc; default 0.5)\n"
     "  --bits B          base bit-width (uniform, luc; default 4; 2..8 or 16 = F16)\n"
     "  --high-bits H     luc: the bit-width of the sensitive blocks (default 8)\n"
     "  --cap C           luc: the largest sparsity of a block (default 0.95)\n"
-    "  --budget-mb M     budget: the model's sparse nominal size in MB (1e6 bytes)\n"
+    "  --budget-mb M     budget, luc: the model's sparse nominal size in MB (1e6 bytes)\n"
     "  --budget-sparsities LIST, --budget-bits LIST   budget: the option sets\n"
     "  --profile FILE    luc, budget: the JSON of pare profile instead of profiling here\n"
     PROFILE_OPTS_HELP
@@ -172,12 +181,18 @@ static void print_profile_json_body(const luc_profile *p) {
     for (int l = 0; l < p->n_layer; l++) { if (l) putchar(','); json_darr(p->quant_err + (size_t)l * p->n_bits, p->n_bits, "%.6e"); }
     printf("],\"e\":");
     json_darr(p->e, p->n_layer, "%.6e");
+    if (!p->has_loss) return;
+    printf(",\"base_loss\":%.9g,\"prune_loss\":[", p->base_loss);
+    for (int l = 0; l < p->n_layer; l++) { if (l) putchar(','); json_darr(p->prune_loss + (size_t)l * p->n_ratio, p->n_ratio, "%.6e"); }
+    printf("],\"quant_loss\":[");
+    for (int l = 0; l < p->n_layer; l++) { if (l) putchar(','); json_darr(p->quant_loss + (size_t)l * p->n_bits, p->n_bits, "%.6e"); }
+    putchar(']');
 }
 
 int cmd_profile(int argc, char **argv) {
     static const char *const valued[] = {"--calib", "--nsamples", "--seqlen", "--seed", "--calib-order", "--ratios",
         "--bits", "--method", "--group", "--percdamp", "--blocksize", "--threads", "--tokenizer", "--max-memory", NULL};
-    static const char *const booleans[] = {"--json", NULL};
+    static const char *const booleans[] = {"--json", "--loss", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;
     if (f.n_pos != 1) return die("%s", "expects one MODEL (see --help)");
@@ -186,6 +201,7 @@ int cmd_profile(int argc, char **argv) {
     if (opt_int(&f, "--threads", 0) > 0) openblas_set_num_threads((int)opt_int(&f, "--threads", 0));
     luc_profile_opts po;
     if (get_profile_opts(&f, &po, NULL)) return 1;
+    po.loss = opt_bool(&f, "--loss");
     if (!opt_str(&f, "--calib", NULL)) return die("%s", "--calib FILE is required");
     pare_model *m;
     if (load(&f, f.pos[0], &m)) return 1;
@@ -217,6 +233,16 @@ int cmd_profile(int argc, char **argv) {
             printf("  %.3e", p.e[l]);
             for (int i = 0; i < p.n_bits; i++) printf("  %.3e", p.quant_err[(size_t)l * p.n_bits + i]);
             printf("\n");
+        }
+        if (p.has_loss) {
+            printf("model-level loss change (mean NLL per token; dense %.5f)\n", p.base_loss);
+            for (int l = 0; l < p.n_layer; l++) {
+                printf("%5d", l);
+                for (int i = 0; i < p.n_ratio; i++) printf("  %+.2e", p.prune_loss[(size_t)l * p.n_ratio + i]);
+                printf("           ");
+                for (int i = 0; i < p.n_bits; i++) printf("  %+.2e", p.quant_loss[(size_t)l * p.n_bits + i]);
+                printf("\n");
+            }
         }
     }
     luc_profile_free(&p);
@@ -256,6 +282,11 @@ static int read_profile(const char *path, int n_layer, luc_profile *p) {
         p->method = cJSON_IsString(mth) && !strcmp(mth->valuestring, "wanda") ? PRUNE_WANDA : PRUNE_SPARSEGPT;
         for (int i = 0; i < p->n_ratio; i++) p->ratio[i] = cJSON_GetArrayItem(r, i)->valuedouble;
         for (int i = 0; i < p->n_bits; i++) p->bits[i] = cJSON_GetArrayItem(b, i)->valueint;
+        const cJSON *pl_ = cJSON_GetObjectItemCaseSensitive(j, "prune_loss"), *ql_ = cJSON_GetObjectItemCaseSensitive(j, "quant_loss");
+        const cJSON *bl = cJSON_GetObjectItemCaseSensitive(j, "base_loss");
+        p->has_loss = cJSON_IsArray(pl_) && cJSON_IsArray(ql_) && cJSON_GetArraySize(pl_) == n_layer &&
+                      cJSON_GetArraySize(ql_) == n_layer;
+        if (p->has_loss && cJSON_IsNumber(bl)) p->base_loss = bl->valuedouble;
         if (!luc_profile_alloc(p, n_layer)) {
             bad = 0;
             for (int l = 0; l < n_layer && !bad; l++) {
@@ -265,6 +296,12 @@ static int read_profile(const char *path, int n_layer, luc_profile *p) {
                 for (int i = 0; i < p->n_ratio; i++) p->prune_err[(size_t)l * p->n_ratio + i] = cJSON_GetArrayItem(pl, i)->valuedouble;
                 for (int i = 0; i < p->n_bits; i++) p->quant_err[(size_t)l * p->n_bits + i] = cJSON_GetArrayItem(ql, i)->valuedouble;
                 p->e[l] = el->valuedouble;
+                if (!p->has_loss) continue;
+                const cJSON *a = cJSON_GetArrayItem(pl_, l), *c = cJSON_GetArrayItem(ql_, l);
+                if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != p->n_ratio || !cJSON_IsArray(c) ||
+                    cJSON_GetArraySize(c) != p->n_bits) { bad = 1; break; }
+                for (int i = 0; i < p->n_ratio; i++) p->prune_loss[(size_t)l * p->n_ratio + i] = cJSON_GetArrayItem(a, i)->valuedouble;
+                for (int i = 0; i < p->n_bits; i++) p->quant_loss[(size_t)l * p->n_bits + i] = cJSON_GetArrayItem(c, i)->valuedouble;
             }
             if (bad) luc_profile_free(p);
         }
@@ -278,7 +315,7 @@ int cmd_compress(int argc, char **argv) {
     static const char *const valued[] = {"-o", "--method", "--target-sparsity", "--bits", "--high-bits", "--cap",
         "--budget-mb", "--budget-sparsities", "--budget-bits", "--profile", "--ratios", "--profile-bits",
         "--profile-method", "--group", "--quant", "--percdamp", "--blocksize", "--calib", "--nsamples", "--seqlen",
-        "--seed", "--calib-order", "--threads", "--tokenizer", "--max-memory", NULL};
+        "--seed", "--calib-order", "--threads", "--tokenizer", "--max-memory", "--objective", NULL};
     static const char *const booleans[] = {"--json", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;
@@ -301,6 +338,12 @@ int cmd_compress(int argc, char **argv) {
     if (!((base >= 2 && base <= 8) || base == 16) || !((high >= 2 && high <= 8) || high == 16))
         return die("%s", "--bits and --high-bits: 2..8 or 16");
     if (m_budget && !(budget_mb > 0)) return die("%s", "--method budget needs --budget-mb M");
+    if (m_uniform && budget_mb != -1) return die("%s", "--budget-mb is for luc and budget (uniform: --target-sparsity, --bits)");
+    if (m_luc && budget_mb != -1 && !(budget_mb > 0)) return die("%s", "--budget-mb must be > 0");
+    const char *objective = opt_str(&f, "--objective", NULL);
+    if (objective && strcmp(objective, "err") && strcmp(objective, "loss"))
+        return die("--objective '%s': err or loss", objective);
+    if (objective && !m_budget) return die("%s", "--objective is for --method budget");
     luc_compress_opts co;
     luc_compress_opts_default(&co);
     co.group = (int)opt_int(&f, "--group", 128);
@@ -315,6 +358,7 @@ int cmd_compress(int argc, char **argv) {
     if (bb && parse_ilist(bb, bo.b, LUC_MAX_BITS, &bo.n_b, "--budget-bits")) return 1;
     luc_profile_opts po;
     if (get_profile_opts(&f, &po, "--profile-method")) return 1;
+    po.loss = objective && !strcmp(objective, "loss");
     if (!opt_str(&f, "--profile-bits", NULL)) { /* the bit-widths the policy will look up */
         int want[2 + LUC_MAX_BITS], nw = 0;
         if (m_luc) { want[nw++] = base; want[nw++] = high; }
@@ -334,7 +378,7 @@ int cmd_compress(int argc, char **argv) {
     double *pol = calloc((size_t)L + 1, sizeof(double));
     luc_profile p = {0};
     int have_prof = 0, rc = 1;
-    double est_err = NAN, profile_s = 0;
+    double est_err = NAN, profile_s = 0, luc_target = target;
     calib_data cd = {0};
     long ns = 0, sl = 0, seed = 0;
     if (!sp || !bits || !pol) { die("%s", "out of memory"); goto done; }
@@ -363,10 +407,19 @@ int cmd_compress(int argc, char **argv) {
         if (luc_sparsity_policy(p.e, L, target, cap, pol)) { free(qs); die_st(); goto done; }
         luc_bits_policy(qs, L, base, high, bits);
         free(qs);
+        if (budget_mb > 0) { /* the target that fills the size */
+            luc_sizes z;
+            if (luc_sizes_of(m, co.group, &z)) { die_st(); goto done; }
+            pare_status st = luc_policy_at_size(&p, &z, bits, cap, budget_mb * 1e6, pol, &luc_target);
+            luc_sizes_free(&z);
+            if (st) { die_st(); goto done; }
+        }
         for (int l = 0; l < L; l++) sp[l] = (float)pol[l];
     }
     if (m_budget) {
         luc_sizes z;
+        bo.objective = objective ? (!strcmp(objective, "loss") ? LUC_OBJ_LOSS : LUC_OBJ_ERR)
+                                 : (p.has_loss ? LUC_OBJ_LOSS : LUC_OBJ_ERR);
         if (luc_sizes_of(m, co.group, &z)) { die_st(); goto done; }
         pare_status st = luc_budget_search(&p, &z, budget_mb * 1e6, &bo, sp, bits, &est_err, NULL);
         luc_sizes_free(&z);
@@ -385,9 +438,11 @@ int cmd_compress(int argc, char **argv) {
         printf("{\"model\":"); pare_json_str(stdout, f.pos[0]);
         printf(",\"output\":"); pare_json_str(stdout, out);
         printf(",\"method\":\"%s\",\"target_sparsity\":", method);
-        if (m_budget) printf("null"); else printf("%g", target);
+        if (m_budget) printf("null"); else printf("%.9g", luc_target);
         printf(",\"bits\":%d,\"high_bits\":%d,\"budget_mb\":", base, high);
-        if (m_budget) printf("%g", budget_mb); else printf("null");
+        if (budget_mb > 0) printf("%g", budget_mb); else printf("null");
+        printf(",\"objective\":");
+        if (m_budget) printf("\"%s\"", bo.objective == LUC_OBJ_LOSS ? "loss" : "err"); else printf("null");
         printf(",\"group\":%d,\"quant\":\"%s\",\"calib\":", co.group, quant);
         if (calib) pare_json_str(stdout, calib); else printf("null");
         printf(",\"nsamples\":%ld,\"seqlen\":%ld,\"seed\":%ld,\"sparsity\":", ns, sl, seed);

@@ -50,13 +50,20 @@ pare_status luc_profile_alloc(luc_profile *p, int n_layer) {
     p->prune_err = pare_calloc((size_t)n_layer * (p->n_ratio ? p->n_ratio : 1), sizeof(double));
     p->quant_err = pare_calloc((size_t)n_layer * (p->n_bits ? p->n_bits : 1), sizeof(double));
     p->e = pare_calloc((size_t)(n_layer ? n_layer : 1), sizeof(double));
-    if (!p->prune_err || !p->quant_err || !p->e) { luc_profile_free(p); return PARE_ERR_NOMEM; }
+    if (p->has_loss) {
+        p->prune_loss = pare_calloc((size_t)n_layer * (p->n_ratio ? p->n_ratio : 1), sizeof(double));
+        p->quant_loss = pare_calloc((size_t)n_layer * (p->n_bits ? p->n_bits : 1), sizeof(double));
+    }
+    if (!p->prune_err || !p->quant_err || !p->e || (p->has_loss && (!p->prune_loss || !p->quant_loss))) {
+        luc_profile_free(p);
+        return PARE_ERR_NOMEM;
+    }
     return PARE_OK;
 }
 
 void luc_profile_free(luc_profile *p) {
-    free(p->prune_err); free(p->quant_err); free(p->e);
-    p->prune_err = p->quant_err = p->e = NULL;
+    free(p->prune_err); free(p->quant_err); free(p->e); free(p->prune_loss); free(p->quant_loss);
+    p->prune_err = p->quant_err = p->e = p->prune_loss = p->quant_loss = NULL;
 }
 
 /* A block matrix temporarily replaced by other values (in type `type`). */
@@ -97,6 +104,15 @@ static pare_status block_err(calib_runner *r, int l, float *y, const float *yd, 
     return PARE_OK;
 }
 
+/* The model's mean NLL per token with block l as it is now (the rest as they are), from the
+ * inputs of block l in r->x, less the dense model's. */
+static pare_status setting_loss(calib_runner *r, int l, double base, double ntok, double *dl) {
+    double nll;
+    pare_status st = runner_loss_from(r, l, NULL, &nll);
+    if (!st) *dl = nll / ntok - base;
+    return st;
+}
+
 pare_status luc_profile_model(pare_model *m, const calib_data *cd, const luc_profile_opts *o, int show_progress,
                               luc_profile *p) {
     memset(p, 0, sizeof *p);
@@ -115,6 +131,7 @@ pare_status luc_profile_model(pare_model *m, const calib_data *cd, const luc_pro
     p->method = o->method; p->group = o->group;
     p->n_ratio = o->n_ratio; memcpy(p->ratio, o->ratio, sizeof p->ratio);
     p->n_bits = o->n_bits; memcpy(p->bits, o->bits, sizeof p->bits);
+    p->has_loss = o->loss != 0;
     pare_status st = luc_profile_alloc(p, m->n_layer);
     if (st) return st;
     k_init();
@@ -127,9 +144,19 @@ pare_status luc_profile_model(pare_model *m, const calib_data *cd, const luc_pro
     prune_opts po;
     prune_opts_default(&po);
     po.method = o->method; po.percdamp = o->percdamp; po.blocksize = o->blocksize;
+    /* the loss runs: per block, each setting through the rest of the model (L - l blocks) */
+    const double ntok = (double)cd->n * (cd->T - 1);
+    int64_t units = m->n_layer, done_units = 0;
+    if (p->has_loss) {
+        units = m->n_layer;
+        for (int l = 0; l < m->n_layer; l++) units += (int64_t)(p->n_ratio + p->n_bits) * (m->n_layer - l);
+        if (!st && !(st = runner_loss_from(r, 0, NULL, &p->base_loss))) p->base_loss /= ntok;
+        done_units = m->n_layer;
+    }
     pare_progress pb;
-    progress_start(&pb, "profile", m->n_layer);
+    progress_start(&pb, "profile", units);
     if (!show_progress) pb.enabled = 0;
+    progress_update(&pb, done_units);
     for (int l = 0; l < m->n_layer && !st; l++) {
         const pare_layer *L = &m->layers[l];
         float *W0[N_MATS] = {0}, *W[N_MATS] = {0};
@@ -156,7 +183,7 @@ pare_status luc_profile_model(pare_model *m, const calib_data *cd, const luc_pro
         for (size_t i = 0; i < total && !st; i++) den += (double)yd[i] * yd[i];
         for (int i = 0; i < p->n_ratio && !st; i++) {
             double *err = &p->prune_err[(size_t)l * p->n_ratio + i];
-            if (o->ratio[i] == 0) { *err = 0; continue; }
+            if (o->ratio[i] == 0) { *err = 0; if (p->has_loss) done_units += m->n_layer - l; continue; }
             po.sparsity = (float)o->ratio[i];
             for (int k = 0; k < N_MATS && !st; k++) {
                 pare_tensor *t = layer_mat(L, k);
@@ -168,7 +195,9 @@ pare_status luc_profile_model(pare_model *m, const calib_data *cd, const luc_pro
                 if (!st) st = swap_in(t, t->type, W[k], &sv[k]); /* stored as pare prune stores it */
             }
             if (!st) st = block_err(r, l, y, yd, den, err);
+            if (!st && p->has_loss) st = setting_loss(r, l, p->base_loss, ntok, &p->prune_loss[(size_t)l * p->n_ratio + i]);
             for (int k = 0; k < N_MATS; k++) swap_out(&sv[k]);
+            if (p->has_loss) progress_update(&pb, done_units += m->n_layer - l);
         }
         for (int i = 0; i < p->n_bits && !st; i++) {
             const quant_spec q = grid_of(o->bits[i], o->group);
@@ -184,7 +213,9 @@ pare_status luc_profile_model(pare_model *m, const calib_data *cd, const luc_pro
                 st = swap_in(t, type, W[k], &sv[k]);
             }
             if (!st) st = block_err(r, l, y, yd, den, &p->quant_err[(size_t)l * p->n_bits + i]);
+            if (!st && p->has_loss) st = setting_loss(r, l, p->base_loss, ntok, &p->quant_loss[(size_t)l * p->n_bits + i]);
             for (int k = 0; k < N_MATS; k++) swap_out(&sv[k]);
+            if (p->has_loss) progress_update(&pb, done_units += m->n_layer - l);
         }
         double e = 0;
         for (int i = 0; i < p->n_ratio; i++) e += p->prune_err[(size_t)l * p->n_ratio + i];
@@ -192,7 +223,8 @@ pare_status luc_profile_model(pare_model *m, const calib_data *cd, const luc_pro
         for (int k = 0; k < N_MATS; k++) { free(W0[k]); free(W[k]); }
         for (int q = 0; q < FWD_N_POINTS; q++) calib_stats_free(&stats[q]);
         if (!st) st = runner_advance(r); /* the dense block: every block sees dense inputs */
-        progress_update(&pb, l + 1);
+        if (!p->has_loss) done_units = l + 1;
+        progress_update(&pb, done_units);
     }
     progress_end(&pb);
     free(yd); free(y);
@@ -202,9 +234,8 @@ pare_status luc_profile_model(pare_model *m, const calib_data *cd, const luc_pro
     return st;
 }
 
-double luc_prune_err(const luc_profile *p, int l, double s) {
+static double interp(const luc_profile *p, const double *e, double s) {
     if (s <= 0) return 0.0;
-    const double *e = p->prune_err + (size_t)l * p->n_ratio;
     double x0 = 0, y0 = 0;
     for (int i = 0; i < p->n_ratio; i++) {
         const double x1 = p->ratio[i], y1 = e[i];
@@ -219,11 +250,21 @@ double luc_prune_err(const luc_profile *p, int l, double s) {
     return x0 > 0 ? y0 * s / x0 : y0;
 }
 
-double luc_quant_err(const luc_profile *p, int l, int b) {
+double luc_prune_err(const luc_profile *p, int l, double s) { return interp(p, p->prune_err + (size_t)l * p->n_ratio, s); }
+
+double luc_prune_loss(const luc_profile *p, int l, double s) {
+    return p->has_loss ? interp(p, p->prune_loss + (size_t)l * p->n_ratio, s) : NAN;
+}
+
+static double bits_at(const luc_profile *p, const double *q, int l, int b) {
+    if (!q) return NAN;
     for (int i = 0; i < p->n_bits; i++)
-        if (p->bits[i] == b) return p->quant_err[(size_t)l * p->n_bits + i];
+        if (p->bits[i] == b) return q[(size_t)l * p->n_bits + i];
     return b >= 16 ? 0.0 : NAN;
 }
+
+double luc_quant_err(const luc_profile *p, int l, int b) { return bits_at(p, p->quant_err, l, b); }
+double luc_quant_loss(const luc_profile *p, int l, int b) { return bits_at(p, p->has_loss ? p->quant_loss : NULL, l, b); }
 
 /* ---- policies --------------------------------------------------------------------------- */
 pare_status luc_sparsity_policy(const double *e, int L, double target, double cap, double *s) {
@@ -316,11 +357,19 @@ void luc_budget_opts_default(luc_budget_opts *o) {
     o->units = 4096;
 }
 
+/* the estimated cost of (s, b) in block l under the search's objective */
+static double opt_err(const luc_profile *p, const luc_budget_opts *o, int l, double s, int b) {
+    if (o->objective == LUC_OBJ_LOSS) return luc_prune_loss(p, l, s) + luc_quant_loss(p, l, b);
+    return luc_prune_err(p, l, s) + luc_quant_err(p, l, b);
+}
+
 pare_status luc_budget_search(const luc_profile *p, const luc_sizes *z, double budget_bytes, const luc_budget_opts *o,
                               float *s, int *bits, double *err, double *bytes) {
     const int L = p->n_layer, nopt = o->n_s * o->n_b, U = o->units;
     if (L != z->n_layer) return pare_fail(PARE_ERR_ARG, "budget: the profile has %d blocks, the model %d", L, z->n_layer);
     if (nopt <= 0 || U <= 0 || U > (1 << 24)) return pare_fail(PARE_ERR_ARG, "%s", "budget: empty option sets");
+    if (o->objective == LUC_OBJ_LOSS && !p->has_loss)
+        return pare_fail(PARE_ERR_ARG, "%s", "budget: the loss objective needs a loss profile (pare profile --loss)");
     double cost_min = z->fixed_bytes * 8;
     for (int l = 0; l < L; l++) {
         double mn = INFINITY;
@@ -328,7 +377,7 @@ pare_status luc_budget_search(const luc_profile *p, const luc_sizes *z, double b
             for (int c = 0; c < o->n_b; c++) {
                 const double v = luc_block_bits(z, l, o->s[a], o->b[c], 1);
                 if (v < mn) mn = v;
-                if (isnan(luc_prune_err(p, l, o->s[a]) + luc_quant_err(p, l, o->b[c])))
+                if (isnan(opt_err(p, o, l, o->s[a], o->b[c])))
                     return pare_fail(PARE_ERR_ARG, "budget: %d bits were not profiled", o->b[c]);
             }
         cost_min += mn;
@@ -353,7 +402,7 @@ pare_status luc_budget_search(const luc_profile *p, const luc_sizes *z, double b
                 const int k = a * o->n_b + c;
                 const double steps = ceil(luc_block_bits(z, l, o->s[a], o->b[c], 1) / unit);
                 cost[k] = steps > U ? U + 1 : (int)steps;
-                oe[k] = luc_prune_err(p, l, o->s[a]) + luc_quant_err(p, l, o->b[c]);
+                oe[k] = opt_err(p, o, l, o->s[a], o->b[c]);
             }
         for (int j = 0; j <= U; j++) {
             double best = INFINITY;
@@ -383,13 +432,41 @@ pare_status luc_budget_search(const luc_profile *p, const luc_sizes *z, double b
         const double steps = ceil(luc_block_bits(z, l, o->s[a], o->b[c], 1) / unit);
         j -= (int)steps;
         tot_bits += luc_block_bits(z, l, o->s[a], o->b[c], 1);
-        tot_err += luc_prune_err(p, l, o->s[a]) + luc_quant_err(p, l, o->b[c]);
+        tot_err += opt_err(p, o, l, o->s[a], o->b[c]);
     }
     if (err) *err = tot_err;
     if (bytes) *bytes = tot_bits / 8;
 done:
     free(dp); free(nd); free(choice); free(cost); free(oe);
     return st;
+}
+
+static double policy_bytes(const luc_sizes *z, const double *s, const int *bits) {
+    double b = z->fixed_bytes * 8;
+    for (int l = 0; l < z->n_layer; l++) b += luc_block_bits(z, l, s[l], bits[l], 1);
+    return b / 8;
+}
+
+pare_status luc_policy_at_size(const luc_profile *p, const luc_sizes *z, const int *bits, double cap,
+                               double budget_bytes, double *s, double *target) {
+    const int L = z->n_layer;
+    if (L != p->n_layer) return pare_fail(PARE_ERR_ARG, "LUC: the profile has %d blocks, the model %d", p->n_layer, L);
+    pare_status st = luc_sparsity_policy(p->e, L, 0.0, cap, s);
+    if (st) return st;
+    if (policy_bytes(z, s, bits) <= budget_bytes) { *target = 0; return PARE_OK; }
+    if ((st = luc_sparsity_policy(p->e, L, cap, cap, s))) return st;
+    const double smallest = policy_bytes(z, s, bits);
+    if (smallest > budget_bytes)
+        return pare_fail(PARE_ERR_ARG, "budget %.4f MB is below LUC's smallest size at these bits (%.4f MB at sparsity %g)",
+                         budget_bytes / 1e6, smallest / 1e6, cap);
+    double lo = 0, hi = cap; /* size(lo) > budget >= size(hi) */
+    for (int it = 0; it < 60 && hi - lo > 1e-9; it++) {
+        const double mid = 0.5 * (lo + hi);
+        if ((st = luc_sparsity_policy(p->e, L, mid, cap, s))) return st;
+        if (policy_bytes(z, s, bits) <= budget_bytes) hi = mid; else lo = mid;
+    }
+    *target = hi;
+    return luc_sparsity_policy(p->e, L, hi, cap, s);
 }
 
 /* ---- the pipeline ----------------------------------------------------------------------- */

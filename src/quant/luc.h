@@ -32,6 +32,7 @@ typedef struct luc_profile_opts {
     int group;                           /* quantization group (128) */
     float percdamp;                      /* SparseGPT: 0.01 */
     int blocksize;                       /* SparseGPT: 128 */
+    int loss;                            /* also the model-level loss change (see below) */
 } luc_profile_opts;
 void luc_profile_opts_default(luc_profile_opts *o);
 
@@ -43,10 +44,20 @@ typedef struct luc_profile {
     double *prune_err;                   /* n_layer x n_ratio */
     double *quant_err;                   /* n_layer x n_bits */
     double *e;                           /* n_layer: mean of prune_err over the ratios */
+    int has_loss;
+    double *prune_loss, *quant_loss;     /* like prune_err / quant_err: the calibration loss
+                                            change, mean NLL per token (NULL without has_loss) */
+    double base_loss;                    /* the dense model's mean NLL on the calibration */
     double seconds;
 } luc_profile;
 
-/* Allocate p's arrays for n_layer blocks (the settings already set). */
+/* Loss profile (opts.loss, [O]): for block l and each setting, the change in the mean
+ * calibration NLL per token of the whole model when only block l is pruned or rounded (every
+ * other block dense): the block's quantity on the model's own scale, where the relative
+ * output error weighs a block by the size of its output. Costs (L + 1) / 2 times the block
+ * passes of the error profile. */
+
+/* Allocate p's arrays for n_layer blocks (the settings and has_loss already set). */
 pare_status luc_profile_alloc(luc_profile *p, int n_layer);
 void luc_profile_free(luc_profile *p);
 /* Measure the profile (m is left as it was). */
@@ -58,6 +69,9 @@ double luc_prune_err(const luc_profile *p, int l, double s);
 /* Block l's rounding error at b bits: the measured value, 0 for b >= 16 when 16 was not
  * measured, NAN when b was not profiled. */
 double luc_quant_err(const luc_profile *p, int l, int b);
+/* The same two for the loss profile (p->has_loss). */
+double luc_prune_loss(const luc_profile *p, int l, double s);
+double luc_quant_loss(const luc_profile *p, int l, int b);
 
 /* ---- policies -------------------------------------------------------------------------- */
 /* METHODS.md 9 A.3: s^_l = 1 - (e_l - min e)/(max e - min e) (all 1 when every e is equal),
@@ -82,7 +96,8 @@ void luc_sizes_free(luc_sizes *z);
 double luc_block_bits(const luc_sizes *z, int l, double s, int b, int sparse);
 
 /* Budgeted search [O]: per block one (s, b) of the given sets minimising the sum over blocks
- * of luc_prune_err(s) + luc_quant_err(b) (errors taken as additive) with the sparse nominal
+ * of luc_prune_err(s) + luc_quant_err(b) (errors taken as additive; with objective
+ * LUC_OBJ_LOSS the loss changes luc_prune_loss + luc_quant_loss) with the sparse nominal
  * size of the model <= budget_bytes: a multiple-choice knapsack solved exactly by dynamic
  * programming over blocks on the budget cut into `units` steps, each option's size rounded
  * up to whole steps (so the result never exceeds the budget; it is optimal up to that
@@ -93,10 +108,19 @@ typedef struct luc_budget_opts {
     int n_b;
     int b[LUC_MAX_BITS];                 /* 3 4 8 */
     int units;                           /* 4096 */
+    int objective;                       /* LUC_OBJ_ERR (default) or LUC_OBJ_LOSS */
 } luc_budget_opts;
+enum { LUC_OBJ_ERR = 0, LUC_OBJ_LOSS = 1 };
 void luc_budget_opts_default(luc_budget_opts *o);
 pare_status luc_budget_search(const luc_profile *p, const luc_sizes *z, double budget_bytes, const luc_budget_opts *o,
                               float *s, int *bits, double *err, double *bytes);
+
+/* LUC at a size [O]: the target sparsity S in [0, cap] for which the sparse nominal size of
+ * the LUC policy (luc_sparsity_policy(e, S, cap), with the given per-block bits) is the
+ * largest not above budget_bytes, by bisection (the size does not increase with S). s: the
+ * policy at that S; *target: S. Fails when even S = cap is above the budget. */
+pare_status luc_policy_at_size(const luc_profile *p, const luc_sizes *z, const int *bits, double cap,
+                               double budget_bytes, double *s, double *target);
 
 /* ---- the pipeline ---------------------------------------------------------------------- */
 typedef struct luc_compress_opts {
