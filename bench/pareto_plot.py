@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """pareto_plot.py CSV OUT.svg - the size/perplexity plot of bench/luc_table.sh's CSV as a
-self-contained SVG: one colour per policy (uniform, luc, budget), x = sparse-aware size in
+self-contained SVG: one colour per policy (uniform, luc, luc-size, budget, budget-loss), x = sparse-aware size in
 MB, y = brown-test perplexity; the uniform points are joined along their lower envelope."""
 import csv, sys
 
@@ -14,10 +14,10 @@ x0, x1 = min(xs) - 0.05, max(xs) + 0.05
 y0, y1 = min(ys) - 0.5, max(ys) + 0.5
 X = lambda x: L + (x - x0) / (x1 - x0) * (W - L - R)
 Y = lambda y: H - B - (y - y0) / (y1 - y0) * (H - T - B)
-col = {"uniform": "#1f77b4", "luc": "#d62728", "budget": "#2ca02c"}
+col = {"uniform": "#1f77b4", "luc": "#d62728", "luc-size": "#ff7f0e", "budget": "#2ca02c", "budget-loss": "#9467bd"}
 o = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">' % (W, H),
      '<rect width="100%" height="100%" fill="white"/>',
-     '<text x="%d" y="18" font-size="14">brown-4m: perplexity against model size (uniform, LUC, budget)</text>' % L]
+     '<text x="%d" y="18" font-size="14">brown-4m: perplexity against model size (uniform, LUC, budget searches)</text>' % L]
 for i in range(6):
     xv = x0 + (x1 - x0) * i / 5; yv = y0 + (y1 - y0) * i / 5
     o.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>' % (X(xv), T, X(xv), H - B))

@@ -513,10 +513,12 @@ static void test_matmul_vs_naive(void **state) {
     /* (rows, cols, n); 300 x 4128 spans two dequantized panels; 72 x 1056 x 7: whole 3 x 8
      * tiles of the AVX-512 prefill kernel over three column blocks (the last one ragged) and a
      * token left over; 24 x 48 x 200: more than 64 token tiles; 150 x 1056 x 100: ten tiles
-     * of 14 rows and ten single rows, four token blocks with a ragged last one */
+     * of 14 rows and ten single rows, four token blocks with a ragged last one; 23 x 544 x 37:
+     * the AVX2 kernel's 6-row tiles, single rows (12 + 11 rows: 6 + 6, 6 + 5 singles) and a
+     * ragged half block of 16 tokens */
     const int64_t shapes[][3] = {{17, 160, 1}, {17, 160, 5}, {3, 32, 33}, {300, 4096 + 32, 3}, {5, 37, 4},
-                                 {72, 1056, 7}, {24, 48, 200}, {150, 1056, 100}};
-    for (int s = 0; s < 8; s++) {
+                                 {72, 1056, 7}, {24, 48, 200}, {150, 1056, 100}, {23, 544, 37}};
+    for (int s = 0; s < 9; s++) {
         const int64_t rows = shapes[s][0], cols = shapes[s][1], n = shapes[s][2];
         float *X = malloc(n * cols * 4), *Y = malloc(n * rows * 4);
         assert_true(X && Y);

@@ -336,3 +336,65 @@ float k_fma_burst_avx2(int64_t iters) {
     const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7))), _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
     return hsum8(s);
 }
+
+/* ---- prefill: Y = X W^T on an F32 panel --------------------------------------------------- */
+/* The AVX2 counterpart of k_gemm_avx512, on Xt in blocks of 16 tokens (column k of a block
+ * at + 16 k, so each column is one cache line, read in order): a register tile of 16 tokens x 6 weight rows, 12 accumulators, two Xt
+ * vectors and six broadcast weights per column, i.e. 12 FMAs for 8 loads, with the 16
+ * registers of AVX2 (the 12 accumulators, two of x, one broadcast). A tile's 16 x 6 outputs
+ * go through a small buffer to Y's columns. Rows beyond a multiple of 6 take a one-row tile
+ * (four accumulators over k mod 2, so the FMA latency does not set its pace). Each output
+ * is summed over k in the same order whatever the thread count. */
+#define G2_NR K_GEMM2_ROWS
+
+void k_gemm_avx2(const float *Xt, int64_t ldt, int64_t n, const float *W, int64_t ldw, int64_t p, int64_t K, float *Y,
+                 int64_t ldy) {
+    float tmp[16 * G2_NR];
+    for (int64_t t = 0; t < n; t += 16) {
+        const int64_t nt = n - t < 16 ? n - t : 16;
+        const float *xb = Xt + (t / ldt) * K * ldt + t % ldt; /* ldt 16: the block's start */
+        int64_t r = 0;
+        for (; r + G2_NR <= p; r += G2_NR) {
+            __m256 a[G2_NR][2];
+#pragma GCC unroll 6
+            for (int j = 0; j < G2_NR; j++) a[j][0] = a[j][1] = _mm256_setzero_ps();
+            const float *w = W + r * ldw, *x = xb;
+            for (int64_t k = 0; k < K; k++, x += ldt) {
+                const __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+#pragma GCC unroll 6
+                for (int j = 0; j < G2_NR; j++) {
+                    const __m256 bb = _mm256_broadcast_ss(w + j * ldw + k);
+                    a[j][0] = _mm256_fmadd_ps(x0, bb, a[j][0]);
+                    a[j][1] = _mm256_fmadd_ps(x1, bb, a[j][1]);
+                }
+            }
+#pragma GCC unroll 6
+            for (int j = 0; j < G2_NR; j++) {
+                _mm256_storeu_ps(tmp + 16 * j, a[j][0]);
+                _mm256_storeu_ps(tmp + 16 * j + 8, a[j][1]);
+            }
+            for (int64_t i = 0; i < nt; i++)
+                for (int j = 0; j < G2_NR; j++) Y[(t + i) * ldy + r + j] = tmp[16 * j + i];
+        }
+        for (; r < p; r++) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+            const float *w = W + r * ldw, *x = xb;
+            int64_t k = 0;
+            for (; k + 2 <= K; k += 2, x += 2 * ldt) {
+                const __m256 w0 = _mm256_broadcast_ss(w + k), w1 = _mm256_broadcast_ss(w + k + 1);
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x), w0, a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), w0, a1);
+                b0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + ldt), w1, b0);
+                b1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + ldt + 8), w1, b1);
+            }
+            if (k < K) {
+                const __m256 w0 = _mm256_broadcast_ss(w + k);
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x), w0, a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), w0, a1);
+            }
+            _mm256_storeu_ps(tmp, _mm256_add_ps(a0, b0));
+            _mm256_storeu_ps(tmp + 8, _mm256_add_ps(a1, b1));
+            for (int64_t i = 0; i < nt; i++) Y[(t + i) * ldy + r] = tmp[i];
+        }
+    }
+}

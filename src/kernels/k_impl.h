@@ -122,6 +122,16 @@ void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const f
 #endif
 void k_gemm_avx512(const float *Xt, int64_t ldt, int64_t n, const float *W, int64_t ldw, int64_t p, int64_t K, float *Y,
                    int64_t ldy);
+/* The same on AVX2 (k_avx2.c), with a register tile of 16 tokens x K_GEMM2_ROWS rows, on Xt
+ * in blocks of 16 tokens (ldt = 16); the driver dequantizes K_GEMM2_TILE rows (a multiple of
+ * the tile) at a time. */
+#ifndef K_GEMM2_ROWS
+#define K_GEMM2_ROWS 6
+#endif
+#define K_GEMM2_TILE (2 * K_GEMM2_ROWS)
+#define K_GEMM2_TOKENS 16 /* its Xt blocks (ldt) */
+void k_gemm_avx2(const float *Xt, int64_t ldt, int64_t n, const float *W, int64_t ldw, int64_t p, int64_t K, float *Y,
+                 int64_t ldy);
 
 /* FMA throughput probes (probe.c): iters x 12 vector FMAs */
 float k_fma_burst_avx2(int64_t iters);
