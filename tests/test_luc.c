@@ -9,11 +9,13 @@
  *     with the loss objective the same against brute force over the loss costs; refused
  *     without a loss profile;
  *   LUC at a size: within the size, the mean of the policy is the target, a slightly smaller
- *     target does not fit; too small refused;
+ *     target does not fit; too small refused; the uniform allocations that fit a size are the
+ *     smallest sparsities that do, one per bit-width that can;
  *   profile on a small random F16 model: error exactly 0 at ratio 0 and at 16 bits, rising
  *     with the ratio and with fewer bits; the model is unchanged afterwards; the loss profile:
  *     exactly 0 at 16 bits, and a setting's loss change equals the NLL of a whole-model run
- *     of a copy whose block was rounded by hand, less the dense NLL;
+ *     of a copy whose block was rounded by hand, less the dense NLL; luc_calib_loss is the
+ *     dense NLL;
  *   compress: uniform S, B equals prune_model (SparseGPT S) then quant_model (RTN intB-gG)
  *     byte for byte on every tensor; 0-sparsity blocks stay as they were and 16-bit blocks
  *     are their F16 values; the nominal sizes follow the formulas. */
@@ -273,6 +275,36 @@ static void test_policy_at_size(void **state) {
             assert_true(policy_size(&z, L, tmp, bits) > budget);
         }
     }
+    /* the uniform allocations that fit: each fits, the next smaller sparsity of the set does not */
+    luc_budget_opts bo;
+    luc_budget_opts_default(&bo);
+    for (int t = 0; t <= 10; t++) {
+        const double budget = small + (big - small) * t / 10.0;
+        double us[LUC_MAX_BITS];
+        int ub[LUC_MAX_BITS];
+        const int nu = luc_uniform_fits(&z, budget, &bo, us, ub);
+        assert_true(nu >= 0 && nu <= bo.n_b);
+        for (int i = 0; i < nu; i++) {
+            double su[L];
+            int bu[L];
+            for (int l = 0; l < L; l++) { su[l] = us[i]; bu[l] = ub[i]; }
+            assert_true(policy_size(&z, L, su, bu) <= budget);
+            int a = 0;
+            while (bo.s[a] != us[i]) a++;
+            if (a > 0) {
+                for (int l = 0; l < L; l++) su[l] = bo.s[a - 1];
+                assert_true(policy_size(&z, L, su, bu) > budget);
+            }
+        }
+        int fits3 = 0; /* every bit-width with a fitting sparsity is listed */
+        for (int c = 0; c < bo.n_b; c++) {
+            double su[L];
+            int bu[L];
+            for (int l = 0; l < L; l++) { su[l] = bo.s[bo.n_s - 1]; bu[l] = bo.b[c]; }
+            fits3 += policy_size(&z, L, su, bu) <= budget;
+        }
+        assert_int_equal(nu, fits3);
+    }
     assert_int_equal(luc_policy_at_size(&p, &z, bits, cap, big * 2, s, &target), PARE_OK);
     assert_true(target == 0);
     assert_int_equal(luc_policy_at_size(&p, &z, bits, cap, small * 0.999, s, &target), PARE_ERR_ARG);
@@ -378,6 +410,9 @@ static void test_profile(void **state) {
     assert_int_equal(runner_loss_from(run, 0, NULL, &nll0), PARE_OK);
     runner_free(run);
     assert_true(fabs(nll0 / ntok - pl.base_loss) < 1e-12 * pl.base_loss);
+    double cl;
+    assert_int_equal(luc_calib_loss(m, &cd, &cl), PARE_OK);
+    assert_true(fabs(cl - pl.base_loss) < 1e-12 * pl.base_loss);
     const quant_spec q4 = {.type = -1, .bits = 4, .group = 32, .asym = 0};
     for (int k = 0; k < 7; k++) { /* block 1 at int4-g32, stored F16 as the profile stores it */
         const pare_layer *Lr = &ref->layers[1];

@@ -5,7 +5,8 @@
 # file) and budget (at uniform's sparse size) succeed, report per-block sparsity and bits, the
 # luc mean sparsity is the target, the budget result is within its budget; a loss profile
 # (--loss) has the loss arrays and makes budget use the loss objective; luc --budget-mb fits the
-# size with a target it reports; bad arguments exit
+# size with a target it reports; budget --verify scores each candidate and keeps the lowest
+# loss; bad arguments exit
 # non-zero with a "pare compress: ..." message and write no OUT; the input never changes.
 B=${1:-build}
 PARE="$B/pare"
@@ -59,6 +60,14 @@ py 'import json,sys; j=json.load(open(sys.argv[1])); assert j["objective"] == "l
 py 'import json,sys; j=json.load(open(sys.argv[1])); s=j["policy_sparsity"]
 assert j["sparse_mb"] <= j["budget_mb"] + 1e-3 and 0 < j["target_sparsity"] < 0.95 and abs(sum(s)/len(s)-j["target_sparsity"]) < 1e-5' \
     "$T/l2.json" "compress luc --budget-mb JSON"
+# --verify: every candidate scored, the lowest loss chosen, within the budget
+"$PARE" compress "$SRC" -o "$T/v.gguf" --method budget --budget-mb "$MB" --profile "$T/profl.json" --verify $C --json \
+    > "$T/v.json" 2> "$T/err" || fail "compress budget --verify: exit $? ($(cat "$T/err"))"
+py 'import json,sys; j=json.load(open(sys.argv[1])); v=j["verify"]; names=[c["candidate"] for c in v]
+assert len(v) >= 3 and "search-err" in names and "search-loss" in names and any(n.startswith("uniform-") for n in names)
+best=min(v, key=lambda c: c["calib_loss"]); assert j["chosen"] == best["candidate"]
+assert j["sparse_mb"] <= j["budget_mb"] + 1e-3 and abs(j["sparse_mb"] - best["sparse_mb"]) < 1e-3' "$T/v.json" "compress budget --verify JSON"
+"$PARE" ppl "$T/v.gguf" --text "$CALIB" --ctx 64 --max-windows 2 --threads 1 > /dev/null 2>&1 || fail "ppl on the verified output"
 
 expect_fail() { # label, arguments after MODEL
     label=$1; shift
@@ -78,6 +87,7 @@ expect_fail "bad --profile" --method luc --profile "$T/u.json" $C
 expect_fail "9 bits" --method uniform --bits 9 $C
 expect_fail "loss objective without a loss profile" --method budget --budget-mb "$MB" --objective loss --profile "$T/prof.json" $C
 expect_fail "--budget-mb with uniform" --method uniform --budget-mb 5 $C
+expect_fail "--verify with luc" --method luc --verify --profile "$T/prof.json" $C
 expect_fail "luc --budget-mb too small" --method luc --budget-mb 3.2 --profile "$T/prof.json" $C
 expect_fail "pruning without --calib" --method uniform --target-sparsity 0.5
 [ "$(sha256sum < "$SRC")" = "$SUM0" ] || fail "the input changed"

@@ -75,6 +75,11 @@ const char *compress_HELP =
     "                    model-level loss change of pare profile --loss); default: loss when\n"
     "                    the profile has it, else err. loss profiles here when there is no\n"
     "                    --profile\n"
+    "  --verify          budget [O]: compress each candidate (the search under err, under loss\n"
+    "                    when the profile has it, and every uniform sparsity / bits of the\n"
+    "                    option sets that fits) and keep the one whose compressed model has\n"
+    "                    the lowest loss on held-out windows of the calibration text (same\n"
+    "                    count and length, drawn with --seed + 1); one compression each\n"
     "options:\n"
     "  --target-sparsity S  mean sparsity (uniform, luc; default 0.5)\n"
     "  --bits B          base bit-width (uniform, luc; default 4; 2..8 or 16 = F16)\n"
@@ -98,7 +103,8 @@ const char *compress_HELP =
     "  --threads T       threads\n"
     MAXMEM_HELP
     "  --json            one JSON object: per block sparsity (measured), policy_sparsity, bits,\n"
-    "                    e; nominal_mb, sparse_mb, fixed_mb, file_mb, seconds\n"
+    "                    e; nominal_mb, sparse_mb, fixed_mb, file_mb, seconds; with --verify\n"
+    "                    verify (each candidate's sparse_mb and calib_loss) and chosen\n"
     "\n"
     "examples: pare compress model.gguf -o out.gguf --method luc --target-sparsity 0.5 --bits 4 --calib valid.txt\n"
     "          pare compress model.gguf -o out.gguf --method budget --budget-mb 5.2 --profile prof.json --calib valid.txt\n";
@@ -311,15 +317,90 @@ static int read_profile(const char *path, int n_layer, luc_profile *p) {
     return 0;
 }
 
+/* --verify: the budget search's candidates, each compressed (on cd) from a fresh load of the
+ * model and scored by its loss on held-out calibration windows cdv; the best is kept (model
+ * and report). 1 (after the message) on error. */
+enum { VERIFY_MAX = 2 + LUC_MAX_BITS };
+typedef struct verify_report {
+    int n, chosen;
+    char name[VERIFY_MAX][32];
+    double mb[VERIFY_MAX], loss[VERIFY_MAX];
+    pare_model *best;
+    luc_report best_rep;
+} verify_report;
+
+static double policy_cost(const luc_profile *p, const luc_budget_opts *o, const float *s, const int *b) {
+    double e = 0;
+    for (int l = 0; l < p->n_layer; l++)
+        e += o->objective == LUC_OBJ_LOSS ? luc_prune_loss(p, l, s[l]) + luc_quant_loss(p, l, b[l])
+                                          : luc_prune_err(p, l, s[l]) + luc_quant_err(p, l, b[l]);
+    return e;
+}
+
+static int verify_candidates(flags *f, const luc_profile *p, const luc_sizes *z, double budget,
+                             const luc_budget_opts *bo, const calib_data *cd, const calib_data *cdv,
+                             const luc_compress_opts *co, float *sp, int *bits, double *est, verify_report *vr) {
+    const int L = p->n_layer;
+    float cs[VERIFY_MAX][L];
+    int cb[VERIFY_MAX][L];
+    int nc = 0;
+    memcpy(cs[nc], sp, sizeof(float) * L); memcpy(cb[nc], bits, sizeof(int) * L); /* the search as asked */
+    snprintf(vr->name[nc++], sizeof vr->name[0], "search-%s", bo->objective == LUC_OBJ_LOSS ? "loss" : "err");
+    if (p->has_loss) { /* the other objective */
+        luc_budget_opts o2 = *bo;
+        o2.objective = bo->objective == LUC_OBJ_LOSS ? LUC_OBJ_ERR : LUC_OBJ_LOSS;
+        if (luc_budget_search(p, z, budget, &o2, cs[nc], cb[nc], NULL, NULL)) return die_st();
+        snprintf(vr->name[nc++], sizeof vr->name[0], "search-%s", o2.objective == LUC_OBJ_LOSS ? "loss" : "err");
+    }
+    double us[LUC_MAX_BITS];
+    int ub[LUC_MAX_BITS];
+    const int nu = luc_uniform_fits(z, budget, bo, us, ub);
+    for (int i = 0; i < nu && nc < VERIFY_MAX; i++) {
+        for (int l = 0; l < L; l++) { cs[nc][l] = (float)us[i]; cb[nc][l] = ub[i]; }
+        snprintf(vr->name[nc++], sizeof vr->name[0], "uniform-%g/%d", us[i], ub[i]);
+    }
+    pare_status st = PARE_OK;
+    vr->chosen = -1;
+    for (int i = 0; i < nc && !st; i++) {
+        int dup = -1;
+        for (int k = 0; k < i && dup < 0; k++)
+            if (!memcmp(cs[k], cs[i], sizeof(float) * L) && !memcmp(cb[k], cb[i], sizeof(int) * L)) dup = k;
+        vr->n = i + 1;
+        if (dup >= 0) { vr->mb[i] = vr->mb[dup]; vr->loss[i] = vr->loss[dup]; continue; }
+        pare_model *mc;
+        if (load(f, f->pos[0], &mc)) return 1;
+        luc_report rep;
+        double loss = NAN;
+        st = luc_compress(mc, cd, cs[i], cb[i], co, 1, &rep);
+        if (!st && (st = luc_calib_loss(mc, cdv, &loss))) luc_report_free(&rep);
+        if (st) { pare_model_free(mc); break; }
+        vr->mb[i] = (rep.sparse_bytes + rep.fixed_bytes) / 1e6;
+        vr->loss[i] = loss;
+        if (vr->chosen < 0 || loss < vr->loss[vr->chosen]) {
+            if (vr->best) { pare_model_free(vr->best); luc_report_free(&vr->best_rep); }
+            vr->best = mc; vr->best_rep = rep; vr->chosen = i;
+        } else {
+            pare_model_free(mc);
+            luc_report_free(&rep);
+        }
+    }
+    if (st) return die_st();
+    memcpy(sp, cs[vr->chosen], sizeof(float) * L);
+    memcpy(bits, cb[vr->chosen], sizeof(int) * L);
+    *est = policy_cost(p, bo, sp, bits);
+    return 0;
+}
+
 int cmd_compress(int argc, char **argv) {
     static const char *const valued[] = {"-o", "--method", "--target-sparsity", "--bits", "--high-bits", "--cap",
         "--budget-mb", "--budget-sparsities", "--budget-bits", "--profile", "--ratios", "--profile-bits",
         "--profile-method", "--group", "--quant", "--percdamp", "--blocksize", "--calib", "--nsamples", "--seqlen",
         "--seed", "--calib-order", "--threads", "--tokenizer", "--max-memory", "--objective", NULL};
-    static const char *const booleans[] = {"--json", NULL};
+    static const char *const booleans[] = {"--json", "--verify", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;
     if (f.n_pos != 1) return die("%s", "expects one MODEL (see --help)");
+    const int verify = opt_bool(&f, "--verify");
     const char *out = opt_str(&f, "-o", NULL), *method = opt_str(&f, "--method", NULL);
     const char *calib = opt_str(&f, "--calib", NULL), *prof_path = opt_str(&f, "--profile", NULL);
     const char *quant = opt_str(&f, "--quant", "rtn");
@@ -344,6 +425,7 @@ int cmd_compress(int argc, char **argv) {
     if (objective && strcmp(objective, "err") && strcmp(objective, "loss"))
         return die("--objective '%s': err or loss", objective);
     if (objective && !m_budget) return die("%s", "--objective is for --method budget");
+    if (verify && !m_budget) return die("%s", "--verify is for --method budget");
     luc_compress_opts co;
     luc_compress_opts_default(&co);
     co.group = (int)opt_int(&f, "--group", 128);
@@ -379,6 +461,8 @@ int cmd_compress(int argc, char **argv) {
     luc_profile p = {0};
     int have_prof = 0, rc = 1;
     double est_err = NAN, profile_s = 0, luc_target = target;
+    verify_report vr;
+    memset(&vr, 0, sizeof vr);
     calib_data cd = {0};
     long ns = 0, sl = 0, seed = 0;
     if (!sp || !bits || !pol) { die("%s", "out of memory"); goto done; }
@@ -421,13 +505,25 @@ int cmd_compress(int argc, char **argv) {
         bo.objective = objective ? (!strcmp(objective, "loss") ? LUC_OBJ_LOSS : LUC_OBJ_ERR)
                                  : (p.has_loss ? LUC_OBJ_LOSS : LUC_OBJ_ERR);
         if (luc_sizes_of(m, co.group, &z)) { die_st(); goto done; }
-        pare_status st = luc_budget_search(&p, &z, budget_mb * 1e6, &bo, sp, bits, &est_err, NULL);
+        int st = luc_budget_search(&p, &z, budget_mb * 1e6, &bo, sp, bits, &est_err, NULL);
+        if (st) st = die_st();
+        /* verification windows: held out, drawn from the same text with the next seed */
+        calib_data cdv = {0};
+        if (!st && verify &&
+            calib_from_text(m->vocab, calib, (int)ns, (int)sl, (uint64_t)seed + 1, CALIB_RANDOM, &cdv)) st = die_st();
+        const int bad = st || (verify && verify_candidates(&f, &p, &z, budget_mb * 1e6, &bo, &cd, &cdv, &co, sp, bits,
+                                                           &est_err, &vr));
+        calib_free(&cdv);
         luc_sizes_free(&z);
-        if (st) { die_st(); goto done; }
+        if (bad) goto done;
     }
     for (int l = 0; l < L; l++) pol[l] = sp[l];
     luc_report rep;
-    if (luc_compress(m, calib ? &cd : NULL, sp, bits, &co, 1, &rep)) { die_st(); goto done; }
+    if (vr.best) { /* verified: the winner is compressed already */
+        pare_model_free(m);
+        m = vr.best; vr.best = NULL;
+        rep = vr.best_rep;
+    } else if (luc_compress(m, calib ? &cd : NULL, sp, bits, &co, 1, &rep)) { die_st(); goto done; }
     if (pare_model_save(m, out, "gguf")) { luc_report_free(&rep); die_st(); goto done; }
     struct stat sb;
     const double file_mb = stat(out, &sb) ? 0.0 : (double)sb.st_size / 1e6;
@@ -443,6 +539,13 @@ int cmd_compress(int argc, char **argv) {
         if (budget_mb > 0) printf("%g", budget_mb); else printf("null");
         printf(",\"objective\":");
         if (m_budget) printf("\"%s\"", bo.objective == LUC_OBJ_LOSS ? "loss" : "err"); else printf("null");
+        if (vr.n) {
+            printf(",\"verify\":[");
+            for (int i = 0; i < vr.n; i++)
+                printf("%s{\"candidate\":\"%s\",\"sparse_mb\":%.4f,\"calib_loss\":%.6f}", i ? "," : "", vr.name[i],
+                       vr.mb[i], vr.loss[i]);
+            printf("],\"chosen\":\"%s\"", vr.name[vr.chosen]);
+        }
         printf(",\"group\":%d,\"quant\":\"%s\",\"calib\":", co.group, quant);
         if (calib) pare_json_str(stdout, calib); else printf("null");
         printf(",\"nsamples\":%ld,\"seqlen\":%ld,\"seed\":%ld,\"sparsity\":", ns, sl, seed);
@@ -460,12 +563,16 @@ int cmd_compress(int argc, char **argv) {
     } else {
         printf("block  sparsity  bits\n");
         for (int l = 0; l < L; l++) printf("%5d  %8.4f  %4d\n", l, rep.sparsity[l], rep.bits[l]);
+        for (int i = 0; i < vr.n; i++)
+            printf("verify: %-14s %.4f MB, calibration loss %.6f%s\n", vr.name[i], vr.mb[i], vr.loss[i],
+                   i == vr.chosen ? "  <- chosen" : "");
         printf("%s: mean sparsity %.4f, nominal %.3f MB dense / %.3f MB sparse (bitmap), file %.2f MB, %.1f s; wrote %s\n",
                method, mean_s, nom, spm, file_mb, rep.seconds + profile_s, out);
     }
     luc_report_free(&rep);
     rc = 0;
 done:
+    if (vr.best) { pare_model_free(vr.best); luc_report_free(&vr.best_rep); }
     if (have_prof) luc_profile_free(&p);
     calib_free(&cd);
     free(sp); free(bits); free(pol);

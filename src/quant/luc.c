@@ -469,6 +469,31 @@ pare_status luc_policy_at_size(const luc_profile *p, const luc_sizes *z, const i
     return luc_sparsity_policy(p->e, L, hi, cap, s);
 }
 
+int luc_uniform_fits(const luc_sizes *z, double budget_bytes, const luc_budget_opts *o, double *s_out, int *b_out) {
+    int n = 0;
+    for (int c = 0; c < o->n_b; c++) {
+        int best = -1;
+        for (int a = 0; a < o->n_s; a++) {
+            double bits = z->fixed_bytes * 8;
+            for (int l = 0; l < z->n_layer; l++) bits += luc_block_bits(z, l, o->s[a], o->b[c], 1);
+            if (bits / 8 <= budget_bytes && (best < 0 || o->s[a] < o->s[best])) best = a;
+        }
+        if (best >= 0) { s_out[n] = o->s[best]; b_out[n] = o->b[c]; n++; }
+    }
+    return n;
+}
+
+pare_status luc_calib_loss(const pare_model *m, const calib_data *cd, double *loss) {
+    if (!cd || cd->n <= 0 || cd->T < 2) return pare_fail(PARE_ERR_ARG, "%s", "calibration loss: needs calibration data");
+    calib_runner *r = NULL;
+    pare_status st = runner_new(m, cd, &r);
+    double nll = 0;
+    if (!st) st = runner_loss_from(r, 0, NULL, &nll);
+    runner_free(r);
+    if (!st) *loss = nll / ((double)cd->n * (cd->T - 1));
+    return st;
+}
+
 /* ---- the pipeline ----------------------------------------------------------------------- */
 void luc_compress_opts_default(luc_compress_opts *o) {
     memset(o, 0, sizeof *o);

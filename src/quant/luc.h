@@ -122,6 +122,14 @@ pare_status luc_budget_search(const luc_profile *p, const luc_sizes *z, double b
 pare_status luc_policy_at_size(const luc_profile *p, const luc_sizes *z, const int *bits, double cap,
                                double budget_bytes, double *s, double *target);
 
+/* Verification [O]: the candidates a budget search can check by the calibration loss of the
+ * compressed model. luc_uniform_fits: for each bit-width o->b[i], the smallest sparsity of
+ * o->s whose uniform allocation (every block at it) fits budget_bytes; returns how many fit,
+ * their (s, b) in s_out / b_out (room for o->n_b). luc_calib_loss: m's mean NLL per token on
+ * cd (a whole-model forward over the windows). */
+int luc_uniform_fits(const luc_sizes *z, double budget_bytes, const luc_budget_opts *o, double *s_out, int *b_out);
+pare_status luc_calib_loss(const pare_model *m, const calib_data *cd, double *loss);
+
 /* ---- the pipeline ---------------------------------------------------------------------- */
 typedef struct luc_compress_opts {
     prune_opts prune;                    /* method (SparseGPT), percdamp, blocksize */
