@@ -9,6 +9,8 @@
 #   luc-size     the paper's rule at uniform's size (--budget-mb: the target is solved for)
 #   budget       our search at uniform's size, cost = the relative block output errors
 #   budget-loss  our search at uniform's size, cost = the model-level loss changes
+#   budget-verify  both searches and the fitting uniform allocations, compressed and scored
+#                on held-out calibration windows (--verify); not in the default set
 # All: SparseGPT then RTN int{B}-g128 symmetric, calibration brown-valid 64 x 256 seed 0 (one
 # loss profile, pare profile --loss, shared by all), ppl on brown-test at ctx 256, one thread.
 # Writes OUTDIR/luc_table.csv and prints a markdown table.
@@ -53,6 +55,11 @@ for b in ${BITS:-8 4 3}; do
             "$PARE" compress "$M" -o "$OUT/b.gguf" --method budget --objective err --budget-mb "$mb" \
                 --profile "$OUT/profile.json" $C --json > "$OUT/b-$s-$b.json"
             row budget $s $b "$mb" "$OUT/b-$s-$b.json" "$OUT/b.gguf"
+        fi
+        if has budget-verify; then
+            "$PARE" compress "$M" -o "$OUT/bv.gguf" --method budget --verify --budget-mb "$mb" \
+                --profile "$OUT/profile.json" $C --json > "$OUT/bv-$s-$b.json"
+            row budget-verify $s $b "$mb" "$OUT/bv-$s-$b.json" "$OUT/bv.gguf"
         fi
         if has budget-loss; then
             "$PARE" compress "$M" -o "$OUT/bl.gguf" --method budget --objective loss --budget-mb "$mb" \

@@ -14,7 +14,7 @@ x0, x1 = min(xs) - 0.05, max(xs) + 0.05
 y0, y1 = min(ys) - 0.5, max(ys) + 0.5
 X = lambda x: L + (x - x0) / (x1 - x0) * (W - L - R)
 Y = lambda y: H - B - (y - y0) / (y1 - y0) * (H - T - B)
-col = {"uniform": "#1f77b4", "luc": "#d62728", "luc-size": "#ff7f0e", "budget": "#2ca02c", "budget-loss": "#9467bd"}
+col = {"uniform": "#1f77b4", "luc": "#d62728", "luc-size": "#ff7f0e", "budget": "#2ca02c", "budget-loss": "#9467bd", "budget-verify": "#000000"}
 o = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">' % (W, H),
      '<rect width="100%" height="100%" fill="white"/>',
      '<text x="%d" y="18" font-size="14">brown-4m: perplexity against model size (uniform, LUC, budget searches)</text>' % L]
