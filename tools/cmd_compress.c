@@ -341,6 +341,7 @@ static int verify_candidates(flags *f, const luc_profile *p, const luc_sizes *z,
                              const luc_budget_opts *bo, const calib_data *cd, const calib_data *cdv,
                              const luc_compress_opts *co, float *sp, int *bits, double *est, verify_report *vr) {
     const int L = p->n_layer;
+    if (L <= 0) return die("%s", "--verify: the model has no blocks");
     float cs[VERIFY_MAX][L];
     int cb[VERIFY_MAX][L];
     int nc = 0;
