@@ -331,9 +331,7 @@ typedef struct verify_report {
 
 static double policy_cost(const luc_profile *p, const luc_budget_opts *o, const float *s, const int *b) {
     double e = 0;
-    for (int l = 0; l < p->n_layer; l++)
-        e += o->objective == LUC_OBJ_LOSS ? luc_prune_loss(p, l, s[l]) + luc_quant_loss(p, l, b[l])
-                                          : luc_prune_err(p, l, s[l]) + luc_quant_err(p, l, b[l]);
+    for (int l = 0; l < p->n_layer; l++) e += luc_option_cost(p, o, l, s[l], b[l]);
     return e;
 }
 

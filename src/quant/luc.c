@@ -357,8 +357,7 @@ void luc_budget_opts_default(luc_budget_opts *o) {
     o->units = 4096;
 }
 
-/* the estimated cost of (s, b) in block l under the search's objective */
-static double opt_err(const luc_profile *p, const luc_budget_opts *o, int l, double s, int b) {
+double luc_option_cost(const luc_profile *p, const luc_budget_opts *o, int l, double s, int b) {
     if (o->objective == LUC_OBJ_LOSS) return luc_prune_loss(p, l, s) + luc_quant_loss(p, l, b);
     return luc_prune_err(p, l, s) + luc_quant_err(p, l, b);
 }
@@ -377,7 +376,7 @@ pare_status luc_budget_search(const luc_profile *p, const luc_sizes *z, double b
             for (int c = 0; c < o->n_b; c++) {
                 const double v = luc_block_bits(z, l, o->s[a], o->b[c], 1);
                 if (v < mn) mn = v;
-                if (isnan(opt_err(p, o, l, o->s[a], o->b[c])))
+                if (isnan(luc_option_cost(p, o, l, o->s[a], o->b[c])))
                     return pare_fail(PARE_ERR_ARG, "budget: %d bits were not profiled", o->b[c]);
             }
         cost_min += mn;
@@ -402,7 +401,7 @@ pare_status luc_budget_search(const luc_profile *p, const luc_sizes *z, double b
                 const int k = a * o->n_b + c;
                 const double steps = ceil(luc_block_bits(z, l, o->s[a], o->b[c], 1) / unit);
                 cost[k] = steps > U ? U + 1 : (int)steps;
-                oe[k] = opt_err(p, o, l, o->s[a], o->b[c]);
+                oe[k] = luc_option_cost(p, o, l, o->s[a], o->b[c]);
             }
         for (int j = 0; j <= U; j++) {
             double best = INFINITY;
@@ -432,7 +431,7 @@ pare_status luc_budget_search(const luc_profile *p, const luc_sizes *z, double b
         const double steps = ceil(luc_block_bits(z, l, o->s[a], o->b[c], 1) / unit);
         j -= (int)steps;
         tot_bits += luc_block_bits(z, l, o->s[a], o->b[c], 1);
-        tot_err += opt_err(p, o, l, o->s[a], o->b[c]);
+        tot_err += luc_option_cost(p, o, l, o->s[a], o->b[c]);
     }
     if (err) *err = tot_err;
     if (bytes) *bytes = tot_bits / 8;

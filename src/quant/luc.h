@@ -112,6 +112,8 @@ typedef struct luc_budget_opts {
 } luc_budget_opts;
 enum { LUC_OBJ_ERR = 0, LUC_OBJ_LOSS = 1 };
 void luc_budget_opts_default(luc_budget_opts *o);
+/* The estimated cost of (s, b) in block l under o's objective (what the search sums). */
+double luc_option_cost(const luc_profile *p, const luc_budget_opts *o, int l, double s, int b);
 pare_status luc_budget_search(const luc_profile *p, const luc_sizes *z, double budget_bytes, const luc_budget_opts *o,
                               float *s, int *bits, double *err, double *bytes);
 
