@@ -75,7 +75,7 @@ static float *unpermute(const float *lay, int64_t rows, int64_t cols, const int3
 typedef struct { int n, m; int64_t rows, cols; } pat;
 static const pat PATS[] = {{2, 4, 37, 4}, {2, 4, 19, 100}, {2, 4, 16, 256}, {2, 4, 5, 96}, {4, 8, 21, 264}, {1, 4, 9, 132},
                            {3, 8, 5, 40}, {5, 16, 7, 48}, {15, 16, 3, 304}, {2, 3, 11, 51}, {3, 5, 6, 95},
-                           {7, 16, 33, 1024}};
+                           {7, 16, 33, 1024}, {4, 8, 9, 160}};
 static const int VTYPES[] = {PARE_TYPE_F32, PARE_TYPE_F16, PARE_TYPE_BF16, PARE_TYPE_Q8_0};
 
 /* ---- pack/unpack is exact --------------------------------------------------------------- */

@@ -218,6 +218,46 @@ static void rows_q4_0(const void *W, size_t rb, int64_t r0, int64_t r1, int64_t 
     }
 }
 
+/* ---- matvec rows of floats: four rows at a time ---------------------------------- */
+/* Each load of x serves four rows, and four weight streams are in flight at once; one row at
+ * a time (dot_f16) reached 0.85 of the read bandwidth on Zen 3, this 0.9x. */
+#define ROWS4(NAME, ES, LOAD8, DOT)                                                                              \
+    static void NAME(const void *W, size_t rb, int64_t r0, int64_t r1, int64_t n, const k_xvec *xv, float *y) { \
+        const float *x = xv->x;                                                                             \
+        const size_t pf = 4 * rb;                                                                           \
+        int64_t r = r0;                                                                                     \
+        for (; r + 4 <= r1 && n % 16 == 0; r += 4) {                                                        \
+            const uint8_t *w0 = (const uint8_t *)W + (size_t)r * rb, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb; \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;     \
+            for (int64_t i = 0; i < n; i += 16) {                                                           \
+                if (i % (64 / ES) == 0) { /* once per 64-byte line */                                                                          \
+                    _mm_prefetch((const char *)(w0 + ES * i) + pf, _MM_HINT_T0);                           \
+                    _mm_prefetch((const char *)(w1 + ES * i) + pf, _MM_HINT_T0);                           \
+                    _mm_prefetch((const char *)(w2 + ES * i) + pf, _MM_HINT_T0);                           \
+                    _mm_prefetch((const char *)(w3 + ES * i) + pf, _MM_HINT_T0);                           \
+                }                                                                                           \
+                const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);                 \
+                a0 = _mm256_fmadd_ps(LOAD8(w0 + ES * i), x0, a0);                                            \
+                a1 = _mm256_fmadd_ps(LOAD8(w1 + ES * i), x0, a1);                                            \
+                a2 = _mm256_fmadd_ps(LOAD8(w2 + ES * i), x0, a2);                                            \
+                a3 = _mm256_fmadd_ps(LOAD8(w3 + ES * i), x0, a3);                                            \
+                b0 = _mm256_fmadd_ps(LOAD8(w0 + ES * (i + 8)), x1, b0);                                       \
+                b1 = _mm256_fmadd_ps(LOAD8(w1 + ES * (i + 8)), x1, b1);                                       \
+                b2 = _mm256_fmadd_ps(LOAD8(w2 + ES * (i + 8)), x1, b2);                                       \
+                b3 = _mm256_fmadd_ps(LOAD8(w3 + ES * (i + 8)), x1, b3);                                       \
+            }                                                                                               \
+            y[r] = hsum8(_mm256_add_ps(a0, b0));                                                            \
+            y[r + 1] = hsum8(_mm256_add_ps(a1, b1));                                                        \
+            y[r + 2] = hsum8(_mm256_add_ps(a2, b2));                                                        \
+            y[r + 3] = hsum8(_mm256_add_ps(a3, b3));                                                        \
+        }                                                                                                   \
+        for (; r < r1; r++) y[r] = DOT((const uint8_t *)W + (size_t)r * rb, x, n);                          \
+    }
+static inline __m256 load8_f32(const void *p) { return _mm256_loadu_ps((const float *)p); }
+ROWS4(rows_f32, 4, load8_f32, dot_f32)
+ROWS4(rows_f16, 2, load8_f16, dot_f16)
+ROWS4(rows_bf16, 2, load8_bf16, dot_bf16)
+
 /* ---- dequantize (bit-identical to ref.c) ------------------------------------------------ */
 static void dequant_f16(const void *src, float *dst, int64_t n) {
     const uint8_t *p = src;
@@ -315,8 +355,9 @@ static void quantize_x(const float *x, int64_t n, void *buf, k_xvec *v) {
 
 void k_ops_avx2(k_ops ops[K_NTYPES]) {
     ops[K_F32].dot = dot_f32;
-    ops[K_F16] = (k_ops){dot_f16, NULL, dequant_f16, 0, NULL};
-    ops[K_BF16] = (k_ops){dot_bf16, NULL, dequant_bf16, 0, NULL};
+    ops[K_F32].rows = rows_f32;
+    ops[K_F16] = (k_ops){dot_f16, rows_f16, dequant_f16, 0, NULL};
+    ops[K_BF16] = (k_ops){dot_bf16, rows_bf16, dequant_bf16, 0, NULL};
     ops[K_Q8_0] = (k_ops){dot_q8_0, rows_q8_0, dequant_q8_0, 1, quantize_x};
     ops[K_Q4_0] = (k_ops){dot_q4_0, rows_q4_0, dequant_q4_0, 1, quantize_x};
 }
