@@ -169,10 +169,36 @@ NM_ROWS_FLOAT(rows_f32, ld_f32, ld24_f32, 4)
 NM_ROWS_FLOAT(rows_f16, ld_f16, ld24_f16, 2)
 NM_ROWS_FLOAT(rows_bf16, ld_bf16, ld24_bf16, 2)
 
-/* 8-bit values: per block of 32 columns (one Q8 scale), the step above, or four general ones */
+/* 8-bit values: per block of 32 columns (one Q8 scale), the 2:4 or 4:8 step above or four
+ * general ones */
+#define NM_ROWS_Q8_FIXED(NAME, LOAD8, GATHER)                                                     \
+    static void NAME(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y) {       \
+        const int64_t nb = w->cols / 32;                                                          \
+        for (int64_t r = r0; r < r1; r++) {                                                       \
+            const uint8_t *mk = w->mask + (size_t)r * w->mstride;                                 \
+            const uint8_t *v = w->vals + (size_t)r * w->vstride;                                  \
+            const uint16_t *sc = w->scale + (size_t)r * (size_t)nb;                               \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                             \
+            for (int64_t b = 0; b < nb; b++) {                                                    \
+                if (b % 4 == 0) _mm_prefetch((const char *)v + K_PF + 16 * b, _MM_HINT_T0);      \
+                uint32_t m;                                                                       \
+                memcpy(&m, mk + 4 * b, 4);                                                        \
+                const __m256 d = _mm256_set1_ps(_cvtsh_ss(sc[b]));                                \
+                const __m256 p = _mm256_fmadd_ps(LOAD8(v, 16 * (size_t)b + 8), GATHER(x + 32 * b + 16, m >> 16), \
+                                                 _mm256_mul_ps(LOAD8(v, 16 * (size_t)b), GATHER(x + 32 * b, m))); \
+                if (b % 2) a1 = _mm256_fmadd_ps(d, p, a1);                                        \
+                else a0 = _mm256_fmadd_ps(d, p, a0);                                              \
+            }                                                                                     \
+            y[r] = hsum8(_mm256_add_ps(a0, a1));                                                  \
+        }                                                                                         \
+    }
+NM_ROWS_Q8_FIXED(rows_q8_24, ld24_i8, gather24)
+NM_ROWS_Q8_FIXED(rows_q8_48, ld_i8, gather48)
+
 static void rows_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y) {
+    if (w->n == 2 && w->m == 4) { rows_q8_24(w, r0, r1, x, y); return; }
+    if (w->n == 4 && w->m == 8) { rows_q8_48(w, r0, r1, x, y); return; }
     const int64_t nb = w->cols / 32;
-    const int fixed = (w->n == 2 && w->m == 4) ? 1 : (w->n == 4 && w->m == 8) ? 2 : 0;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *mk = w->mask + (size_t)r * w->mstride;
         const uint8_t *v = w->vals + (size_t)r * w->vstride;
@@ -180,24 +206,13 @@ static void rows_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, fl
         __m256 acc = _mm256_setzero_ps();
         size_t k = 0;
         for (int64_t b = 0; b < nb; b++) {
-            if (b % 4 == 0) _mm_prefetch((const char *)v + K_PF + k, _MM_HINT_T0);
+            _mm_prefetch((const char *)v + K_PF + k, _MM_HINT_T0);
             const float *xb = x + 32 * b;
-            __m256 s;
-            if (fixed) {
-                uint32_t m;
-                memcpy(&m, mk + 4 * b, 4);
-                if (fixed == 1)
-                    s = _mm256_fmadd_ps(ld24_i8(v, k + 8), gather24(xb + 16, m >> 16), _mm256_mul_ps(ld24_i8(v, k), gather24(xb, m)));
-                else
-                    s = _mm256_fmadd_ps(ld_i8(v, k + 8), gather48(xb + 16, m >> 16), _mm256_mul_ps(ld_i8(v, k), gather48(xb, m)));
-                k += 16;
-            } else {
-                s = _mm256_setzero_ps();
-                for (int j = 0; j < 4; j++) {
-                    const unsigned m = mk[4 * b + j];
-                    s = _mm256_fmadd_ps(spread(ld_i8(v, k), m), _mm256_loadu_ps(xb + 8 * j), s);
-                    k += (size_t)__builtin_popcount(m);
-                }
+            __m256 s = _mm256_setzero_ps();
+            for (int j = 0; j < 4; j++) {
+                const unsigned m = mk[4 * b + j];
+                s = _mm256_fmadd_ps(spread(ld_i8(v, k), m), _mm256_loadu_ps(xb + 8 * j), s);
+                k += (size_t)__builtin_popcount(m);
             }
             acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(sc[b])), s, acc);
         }
