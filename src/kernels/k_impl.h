@@ -143,7 +143,11 @@ enum { K_NM_F32, K_NM_F16, K_NM_BF16, K_NM_Q8, K_NM_NTYPES };
 typedef void (*k_nm_rows_fn)(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y);
 /* row r as dense floats in the layout's column order (zeros where pruned); exact */
 typedef void (*k_nm_deq_fn)(const pare_nm *w, int64_t r, float *dst);
-typedef struct { k_nm_rows_fn rows[K_NM_NTYPES]; k_nm_deq_fn deq[K_NM_NTYPES]; } k_nm_ops;
+/* y[r] for r0 <= r < r1 of 8-bit values against x quantized to int8 (k_xvec of x in the
+ * layout's column order; its blocks of 32 are the values' scale blocks), as the dense Q8_0
+ * rows do; NULL: the exact rows */
+typedef void (*k_nm_rows_xq_fn)(const pare_nm *w, int64_t r0, int64_t r1, const k_xvec *x, float *y);
+typedef struct { k_nm_rows_fn rows[K_NM_NTYPES]; k_nm_deq_fn deq[K_NM_NTYPES]; k_nm_rows_xq_fn rows_q8xq; } k_nm_ops;
 void k_nm_ops_ref(k_nm_ops *t);
 void k_nm_ops_avx2(k_nm_ops *t);
 void k_nm_ops_avx512(k_nm_ops *t);

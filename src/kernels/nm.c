@@ -218,6 +218,7 @@ static void ref_deq(const pare_nm *w, int64_t r, float *dst) {
 
 void k_nm_ops_ref(k_nm_ops *t) {
     for (int i = 0; i < K_NM_NTYPES; i++) { t->rows[i] = ref_rows; t->deq[i] = ref_deq; }
+    t->rows_q8xq = NULL;
 }
 
 /* ---- drivers ---------------------------------------------------------------------------- */
@@ -259,13 +260,21 @@ void k_nm_matvec(const pare_nm *w, const float *x, float *y) {
         for (int64_t c = 0; c < w->cols; c++) buf[c] = x[w->perm[c]];
         xp = buf;
     }
-    const k_nm_rows_fn fn = g_tab[k_isa()].rows[s];
+    const k_nm_ops *t = &g_tab[k_isa()];
+    const k_nm_rows_fn fn = t->rows[s];
+    /* 8-bit values where the ISA has int8 rows: x rounded to int8 per block of 32 (no memory
+     * for it: the exact rows) */
+    k_xvec xv;
+    const k_nm_rows_xq_fn fq = s == K_NM_Q8 && t->rows_q8xq && w->cols % K_QX == 0 ? t->rows_q8xq : NULL;
+    void *xbuf = fq ? k_scratch(K_SCRATCH_X, k_xvec_bytes(w->cols)) : NULL;
+    if (xbuf) k_quantize_x(xp, w->cols, xbuf, &xv);
     const int64_t nchunk = (w->rows + K_ROW_CHUNK - 1) / K_ROW_CHUNK;
     const int par = (double)w->rows * (double)(w->vstride + w->mstride) >= K_PAR_BYTES;
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t c = 0; c < nchunk; c++) {
         const int64_t r0 = c * K_ROW_CHUNK, r1 = r0 + K_ROW_CHUNK < w->rows ? r0 + K_ROW_CHUNK : w->rows;
-        fn(w, r0, r1, xp, y);
+        if (xbuf) fq(w, r0, r1, &xv, y);
+        else fn(w, r0, r1, xp, y);
     }
     free(own);
 }

@@ -45,7 +45,9 @@ pare_status k_nm_pack(int type, const void *W, int64_t rows, int64_t cols, const
 void k_nm_free(pare_nm *w);
 
 /* y = W x (x in natural input order). Rows split over OpenMP threads in fixed chunks, so the
- * result does not depend on the thread count. Values are used exactly (no x quantization). */
+ * result does not depend on the thread count. Float values are used exactly with the exact
+ * x; 8-bit values too, except on AVX2 for 2:4, where x (in the layout's order) is rounded to
+ * int8 per block of 32 and the dots are integer, as the dense Q8_0 rows do. */
 void k_nm_matvec(const pare_nm *w, const float *x, float *y);
 /* Y (n x rows) = X (n x cols) * W^T, by dense F32 panels and sgemm, as k_matmul. */
 void k_nm_matmul(const pare_nm *w, const float *X, int64_t n, float *Y);

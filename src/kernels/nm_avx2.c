@@ -27,6 +27,9 @@ static int32_t g_pos4[256][4] __attribute__((aligned(16)));
 /* for a byte with two bits set in each nibble, the positions of the low nibble's within it
  * in lanes 0-1 and of the high nibble's in lanes 4-5 (vpermilps controls; else unused) */
 static int32_t g_ctl24[256][8] __attribute__((aligned(32)));
+/* the same positions as bytes, for vpshufb: byte j = position (0-7) of kept column j of a
+ * byte with two bits set in each nibble (2:4) */
+static uint32_t g_pos24b[256];
 
 static void lut_init(void) {
     for (int m = 0; m < 256; m++) {
@@ -40,6 +43,10 @@ static void lut_init(void) {
             for (int j = 0; j < 4; j++)
                 if ((m >> (4 * h + j)) & 1 && k < 2) g_ctl24[m][4 * h + k++] = j;
         }
+        k = 0;
+        g_pos24b[m] = 0;
+        for (int j = 0; j < 8; j++)
+            if ((m >> j) & 1 && k < 4) g_pos24b[m] |= (uint32_t)j << (8 * k++);
     }
 }
 
@@ -220,6 +227,46 @@ static void rows_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, fl
     }
 }
 
+/* 2:4 8-bit values against int8 x, integer dots as the dense Q8_0 rows: per block of 32
+ * columns, vpshufb picks the 16 kept columns' x bytes (eight per 128-bit half, positions
+ * from g_pos24b by mask byte), and maddubs/madd sum their products with the values (w's sign
+ * moved onto x, as in dot_i8x32 of k_avx2.c) into four int32; one FMA per block scales them
+ * by the two block scales. Other patterns take the exact rows. */
+static void rows_q8_xq(const pare_nm *w, int64_t r0, int64_t r1, const k_xvec *xv, float *y) {
+    if (!(w->n == 2 && w->m == 4)) { rows_q8(w, r0, r1, xv->x, y); return; }
+    const int64_t nb = w->cols / 32;
+    const __m128i ones = _mm_set1_epi16(1);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *mk = w->mask + (size_t)r * w->mstride;
+        const uint8_t *v = w->vals + (size_t)r * w->vstride;
+        const uint16_t *sc = w->scale + (size_t)r * (size_t)nb;
+        /* the masks and scales of the row 8 on: streams too thin for the prefetchers */
+        if (r + 8 < w->rows) {
+            for (size_t o = 0; o < w->mstride; o += 64) _mm_prefetch((const char *)(mk + 8 * w->mstride) + o, _MM_HINT_T0);
+            for (size_t o = 0; o < 2 * (size_t)nb; o += 64) _mm_prefetch((const char *)(sc + 8 * nb) + o, _MM_HINT_T0);
+        }
+        __m128 a0 = _mm_setzero_ps(), a1 = a0;
+        for (int64_t b = 0; b < nb; b++) {
+            if (b % 4 == 0) _mm_prefetch((const char *)v + K_PF + 16 * b, _MM_HINT_T0);
+            const uint8_t *m = mk + 4 * b;
+            const int8_t *xq = xv->q + 32 * b;
+            const uint64_t c0 = g_pos24b[m[0]] | (uint64_t)(g_pos24b[m[1]] + 0x08080808u) << 32;
+            const uint64_t c1 = g_pos24b[m[2]] | (uint64_t)(g_pos24b[m[3]] + 0x08080808u) << 32;
+            const __m128i g0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)xq), _mm_cvtsi64_si128((long long)c0));
+            const __m128i g1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(xq + 16)), _mm_cvtsi64_si128((long long)c1));
+            const __m128i gx = _mm_unpacklo_epi64(g0, g1);
+            const __m128i q = _mm_loadu_si128((const __m128i *)(v + 16 * b));
+            const __m128i p = _mm_madd_epi16(_mm_maddubs_epi16(_mm_sign_epi8(q, q), _mm_sign_epi8(gx, q)), ones);
+            const __m128 d = _mm_set1_ps(_cvtsh_ss(sc[b]) * xv->d[b]);
+            if (b % 2) a1 = _mm_fmadd_ps(d, _mm_cvtepi32_ps(p), a1);
+            else a0 = _mm_fmadd_ps(d, _mm_cvtepi32_ps(p), a0);
+        }
+        __m128 s4 = _mm_add_ps(a0, a1);
+        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        y[r] = _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
+    }
+}
+
 /* ---- rows as dense floats (prefill panels) ----------------------------------------------- */
 #define NM_DEQ(NAME, LOAD, SCALE)                                                                 \
     static void NAME(const pare_nm *w, int64_t r, float *dst) {                                  \
@@ -255,4 +302,5 @@ void k_nm_ops_avx2(k_nm_ops *t) {
     t->deq[K_NM_F16] = deq_f16;
     t->deq[K_NM_BF16] = deq_bf16;
     t->deq[K_NM_Q8] = deq_q8;
+    t->rows_q8xq = rows_q8_xq;
 }

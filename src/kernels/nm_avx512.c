@@ -266,4 +266,5 @@ void k_nm_ops_avx512(k_nm_ops *t) {
     t->deq[K_NM_F16] = deq_f16;
     t->deq[K_NM_BF16] = deq_bf16;
     t->deq[K_NM_Q8] = deq_q8;
+    t->rows_q8xq = NULL; /* the exact 8-bit rows above, not AVX2's int8 ones */
 }
