@@ -138,8 +138,26 @@ static void rows_q8_0(const void *W, size_t rb, int64_t r0, int64_t r1, int64_t 
     const int64_t nb = n / QK8_0;
     for (int64_t r = r0; r < r1; r++) {
         const block_q8_0 *b = (const block_q8_0 *)((const uint8_t *)W + (size_t)r * rb);
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         int64_t i = 0;
+        for (; i + 4 <= nb; i += 4) {
+            _mm_prefetch((const char *)(b + i) + K_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + i) + K_PF + 64, _MM_HINT_T0);
+            const __m256i p0 = dot_i8x32(_mm256_loadu_si256((const __m256i *)b[i].qs),
+                                         _mm256_loadu_si256((const __m256i *)(xv->q + i * 32)));
+            const __m256i p1 = dot_i8x32(_mm256_loadu_si256((const __m256i *)b[i + 1].qs),
+                                         _mm256_loadu_si256((const __m256i *)(xv->q + i * 32 + 32)));
+            const __m256i p2 = dot_i8x32(_mm256_loadu_si256((const __m256i *)b[i + 2].qs),
+                                         _mm256_loadu_si256((const __m256i *)(xv->q + i * 32 + 64)));
+            const __m256i p3 = dot_i8x32(_mm256_loadu_si256((const __m256i *)b[i + 3].qs),
+                                         _mm256_loadu_si256((const __m256i *)(xv->q + i * 32 + 96)));
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_1(b[i].d) * xv->d[i]), _mm256_cvtepi32_ps(p0), a0);
+            a1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_1(b[i + 1].d) * xv->d[i + 1]), _mm256_cvtepi32_ps(p1), a1);
+            a2 = _mm256_fmadd_ps(_mm256_set1_ps(f16_1(b[i + 2].d) * xv->d[i + 2]), _mm256_cvtepi32_ps(p2), a2);
+            a3 = _mm256_fmadd_ps(_mm256_set1_ps(f16_1(b[i + 3].d) * xv->d[i + 3]), _mm256_cvtepi32_ps(p3), a3);
+        }
+        a0 = _mm256_add_ps(a0, a2);
+        a1 = _mm256_add_ps(a1, a3);
         for (; i + 2 <= nb; i += 2) {
             _mm_prefetch((const char *)(b + i) + K_PF, _MM_HINT_T0);
             const __m256i p0 = dot_i8x32(_mm256_loadu_si256((const __m256i *)b[i].qs),
