@@ -7,7 +7,8 @@
 #   env: SHAPE (default tinyllama-1.1b), RUNS (default 3: each row is run RUNS times and the
 #        run with the best roofline ratio is kept, the median beside it), GEN (default 32),
 #        TYPES (default "f32 f16 bf16 q8_0 q4_0"), WRITE=1 replaces the table in
-#        docs/PERFORMANCE.md between its engine-table markers.
+#        docs/PERFORMANCE.md between its MARK markers (MARK default engine-table, the AVX-512
+#        machine's table; engine-table-avx2 for the AVX2 one).
 # The models (about 16 GB for the default shape) are written to WORKDIR once and reused, and
 # so are the measurements (WORKDIR/*.json): delete a row's files to measure it again.
 set -e
@@ -106,11 +107,11 @@ for m in names:
 PY
 cat "$W/table.md"
 if [ "${WRITE:-0}" = 1 ]; then
-    python3 - "$W/table.md" docs/PERFORMANCE.md <<'PY'
+    python3 - "$W/table.md" docs/PERFORMANCE.md "${MARK:-engine-table}" <<'PY'
 import sys
-t, p = open(sys.argv[1]).read(), sys.argv[2]
+t, p, mark = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
 s = open(p).read()
-a, b = "<!-- engine-table:begin -->", "<!-- engine-table:end -->"
+a, b = "<!-- %s:begin -->" % mark, "<!-- %s:end -->" % mark
 i, k = s.index(a) + len(a), s.index(b)
 open(p + ".tmp", "w").write(s[:i] + "\n" + t + s[k:])
 import os; os.replace(p + ".tmp", p)

@@ -237,8 +237,9 @@ static void rows_q4_0(const void *W, size_t rb, int64_t r0, int64_t r1, int64_t 
 }
 
 /* ---- matvec rows of floats: four rows at a time ---------------------------------- */
-/* Each load of x serves four rows, and four weight streams are in flight at once; one row at
- * a time (dot_f16) reached 0.85 of the read bandwidth on Zen 3, this 0.9x. */
+/* Each load of x serves four rows, and four weight streams are in flight at once; software
+ * prefetch one group of rows ahead. One row at a time (dot_*), F16 decode on Zen 3 was 0.75
+ * of the roofline; four rows made it 1.12-1.21x faster (docs/PERFORMANCE.md). */
 #define ROWS4(NAME, ES, LOAD8, DOT)                                                                              \
     static void NAME(const void *W, size_t rb, int64_t r0, int64_t r1, int64_t n, const k_xvec *xv, float *y) { \
         const float *x = xv->x;                                                                             \

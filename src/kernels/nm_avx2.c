@@ -14,8 +14,8 @@
  * columns per step, their mask byte selects a vpermps index vector from a 256-entry table
  * (lane j takes kept value number popcount(mask below j)); the index's sign bit marks the kept
  * lanes and a blend zeroes the others; the values' position advances by popcount(mask).
- * Measured on Zen 3 (2 threads, TinyLlama-1.1B shape, F16 values), 2:4 decode ran at 0.8x
- * dense F16 with only the general step, and at N x with the gather. */
+ * Measured on Zen 3 (2 threads, TinyLlama-1.1B shape, F16 values), 2:4 decode ran at 0.83x
+ * dense F16 with only the general step, 1.3-1.7x with the gather (docs/PERFORMANCE.md). */
 #include "k_impl.h"
 
 #include <immintrin.h>
