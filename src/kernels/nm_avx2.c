@@ -104,10 +104,6 @@ static inline __m256 ld24_bf16(const uint8_t *v, size_t k) {
     const __m128i h = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)v + k)), _MM_SHUFFLE(3, 1, 2, 0));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
-static inline __m256 ld24_i8(const uint8_t *v, size_t k) {
-    const __m128i q = _mm_shufflelo_epi16(_mm_loadl_epi64((const __m128i *)(v + k)), _MM_SHUFFLE(3, 1, 2, 0));
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-}
 
 /* the general step over mask bytes b0 <= b < nb of a row, values from k: into acc */
 #define NM_TAIL(LOAD, b0, acc)                                                                    \
@@ -176,8 +172,8 @@ NM_ROWS_FLOAT(rows_f32, ld_f32, ld24_f32, 4)
 NM_ROWS_FLOAT(rows_f16, ld_f16, ld24_f16, 2)
 NM_ROWS_FLOAT(rows_bf16, ld_bf16, ld24_bf16, 2)
 
-/* 8-bit values: per block of 32 columns (one Q8 scale), the 2:4 or 4:8 step above or four
- * general ones */
+/* 8-bit values: per block of 32 columns (one Q8 scale), the 4:8 step above or four general
+ * ones */
 #define NM_ROWS_Q8_FIXED(NAME, LOAD8, GATHER)                                                     \
     static void NAME(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y) {       \
         const int64_t nb = w->cols / 32;                                                          \
@@ -199,11 +195,10 @@ NM_ROWS_FLOAT(rows_bf16, ld_bf16, ld24_bf16, 2)
             y[r] = hsum8(_mm256_add_ps(a0, a1));                                                  \
         }                                                                                         \
     }
-NM_ROWS_Q8_FIXED(rows_q8_24, ld24_i8, gather24)
 NM_ROWS_Q8_FIXED(rows_q8_48, ld_i8, gather48)
 
 static void rows_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y) {
-    if (w->n == 2 && w->m == 4) { rows_q8_24(w, r0, r1, x, y); return; }
+    /* (2:4 takes rows_q8_xq; here only when there is no memory to round x into) */
     if (w->n == 4 && w->m == 8) { rows_q8_48(w, r0, r1, x, y); return; }
     const int64_t nb = w->cols / 32;
     for (int64_t r = r0; r < r1; r++) {
