@@ -236,7 +236,7 @@ static void rows_q4_0(const void *W, size_t rb, int64_t r0, int64_t r1, int64_t 
     }
 }
 
-/* ---- matvec rows of floats: four rows at a time ---------------------------------- */
+/* ---- matvec rows of floats: four rows at a time ---------------------------------------- */
 /* Each load of x serves four rows, and four weight streams are in flight at once; software
  * prefetch one group of rows ahead. One row at a time (dot_*), F16 decode on Zen 3 was 0.75
  * of the roofline; four rows made it 1.12-1.21x faster (docs/PERFORMANCE.md). */
@@ -244,12 +244,13 @@ static void rows_q4_0(const void *W, size_t rb, int64_t r0, int64_t r1, int64_t 
     static void NAME(const void *W, size_t rb, int64_t r0, int64_t r1, int64_t n, const k_xvec *xv, float *y) { \
         const float *x = xv->x;                                                                             \
         const size_t pf = 4 * rb;                                                                           \
+        const int64_t e4 = n % 16 ? r0 : r1; /* n not a multiple of 16: all rows singly, below */        \
         int64_t r = r0;                                                                                     \
-        for (; r + 4 <= r1 && n % 16 == 0; r += 4) {                                                        \
+        for (; r + 4 <= e4; r += 4) {                                                                       \
             const uint8_t *w0 = (const uint8_t *)W + (size_t)r * rb, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb; \
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;     \
             for (int64_t i = 0; i < n; i += 16) {                                                           \
-                if (i % (64 / ES) == 0) { /* once per 64-byte line */                                                                          \
+                if (i % (64 / ES) == 0) { /* once per 64-byte line */                                  \
                     _mm_prefetch((const char *)(w0 + ES * i) + pf, _MM_HINT_T0);                           \
                     _mm_prefetch((const char *)(w1 + ES * i) + pf, _MM_HINT_T0);                           \
                     _mm_prefetch((const char *)(w2 + ES * i) + pf, _MM_HINT_T0);                           \

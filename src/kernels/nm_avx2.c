@@ -22,31 +22,32 @@
 #include <string.h>
 
 static int32_t g_lut[256][8] __attribute__((aligned(32)));
-/* for a byte with four bits set, their positions in ascending order (else unused) */
+/* for a byte with four bits set (every byte of 2:4 and 4:8), their positions 0-7 in
+ * ascending order (else unused): as int32 (vpermps indices, 4:8) and packed in the bytes of
+ * a uint32 (vpshufb controls, the int8 2:4 rows); the int32 form loads straight into a lane
+ * (unpacking the bytes there measured 0.96x on 4:8) */
 static int32_t g_pos4[256][4] __attribute__((aligned(16)));
+static uint32_t g_pos4b[256];
 /* for a byte with two bits set in each nibble, the positions of the low nibble's within it
  * in lanes 0-1 and of the high nibble's in lanes 4-5 (vpermilps controls; else unused) */
 static int32_t g_ctl24[256][8] __attribute__((aligned(32)));
-/* the same positions as bytes, for vpshufb: byte j = position (0-7) of kept column j of a
- * byte with two bits set in each nibble (2:4) */
-static uint32_t g_pos24b[256];
 
 static void lut_init(void) {
     for (int m = 0; m < 256; m++) {
         int k = 0;
         for (int j = 0; j < 8; j++) g_lut[m][j] = (m >> j) & 1 ? (int32_t)(0x80000000u | (uint32_t)k++) : 0;
         k = 0;
+        g_pos4b[m] = 0;
         for (int j = 0; j < 8; j++)
-            if ((m >> j) & 1 && k < 4) g_pos4[m][k++] = j;
+            if ((m >> j) & 1 && k < 4) {
+                g_pos4[m][k] = j;
+                g_pos4b[m] |= (uint32_t)j << (8 * k++);
+            }
         for (int h = 0; h < 2; h++) {
             k = 0;
             for (int j = 0; j < 4; j++)
                 if ((m >> (4 * h + j)) & 1 && k < 2) g_ctl24[m][4 * h + k++] = j;
         }
-        k = 0;
-        g_pos24b[m] = 0;
-        for (int j = 0; j < 8; j++)
-            if ((m >> j) & 1 && k < 4) g_pos24b[m] |= (uint32_t)j << (8 * k++);
     }
 }
 
@@ -174,28 +175,26 @@ NM_ROWS_FLOAT(rows_bf16, ld_bf16, ld24_bf16, 2)
 
 /* 8-bit values: per block of 32 columns (one Q8 scale), the 4:8 step above or four general
  * ones */
-#define NM_ROWS_Q8_FIXED(NAME, LOAD8, GATHER)                                                     \
-    static void NAME(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y) {       \
-        const int64_t nb = w->cols / 32;                                                          \
-        for (int64_t r = r0; r < r1; r++) {                                                       \
-            const uint8_t *mk = w->mask + (size_t)r * w->mstride;                                 \
-            const uint8_t *v = w->vals + (size_t)r * w->vstride;                                  \
-            const uint16_t *sc = w->scale + (size_t)r * (size_t)nb;                               \
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                             \
-            for (int64_t b = 0; b < nb; b++) {                                                    \
-                if (b % 4 == 0) _mm_prefetch((const char *)v + K_PF + 16 * b, _MM_HINT_T0);      \
-                uint32_t m;                                                                       \
-                memcpy(&m, mk + 4 * b, 4);                                                        \
-                const __m256 d = _mm256_set1_ps(_cvtsh_ss(sc[b]));                                \
-                const __m256 p = _mm256_fmadd_ps(LOAD8(v, 16 * (size_t)b + 8), GATHER(x + 32 * b + 16, m >> 16), \
-                                                 _mm256_mul_ps(LOAD8(v, 16 * (size_t)b), GATHER(x + 32 * b, m))); \
-                if (b % 2) a1 = _mm256_fmadd_ps(d, p, a1);                                        \
-                else a0 = _mm256_fmadd_ps(d, p, a0);                                              \
-            }                                                                                     \
-            y[r] = hsum8(_mm256_add_ps(a0, a1));                                                  \
-        }                                                                                         \
+static void rows_q8_48(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y) {
+    const int64_t nb = w->cols / 32;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *mk = w->mask + (size_t)r * w->mstride;
+        const uint8_t *v = w->vals + (size_t)r * w->vstride;
+        const uint16_t *sc = w->scale + (size_t)r * (size_t)nb;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        for (int64_t b = 0; b < nb; b++) {
+            if (b % 4 == 0) _mm_prefetch((const char *)v + K_PF + 16 * b, _MM_HINT_T0);
+            uint32_t m;
+            memcpy(&m, mk + 4 * b, 4);
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(sc[b]));
+            const __m256 p = _mm256_fmadd_ps(ld_i8(v, 16 * (size_t)b + 8), gather48(x + 32 * b + 16, m >> 16),
+                                             _mm256_mul_ps(ld_i8(v, 16 * (size_t)b), gather48(x + 32 * b, m)));
+            if (b % 2) a1 = _mm256_fmadd_ps(d, p, a1);
+            else a0 = _mm256_fmadd_ps(d, p, a0);
+        }
+        y[r] = hsum8(_mm256_add_ps(a0, a1));
     }
-NM_ROWS_Q8_FIXED(rows_q8_48, ld_i8, gather48)
+}
 
 static void rows_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, float *y) {
     /* (2:4 takes rows_q8_xq; here only when there is no memory to round x into) */
@@ -224,7 +223,7 @@ static void rows_q8(const pare_nm *w, int64_t r0, int64_t r1, const float *x, fl
 
 /* 2:4 8-bit values against int8 x, integer dots as the dense Q8_0 rows: per block of 32
  * columns, vpshufb picks the 16 kept columns' x bytes (eight per 128-bit half, positions
- * from g_pos24b by mask byte), and maddubs/madd sum their products with the values (w's sign
+ * from g_pos4b by mask byte), and maddubs/madd sum their products with the values (w's sign
  * moved onto x, as in dot_i8x32 of k_avx2.c) into four int32; one FMA per block scales them
  * by the two block scales. Other patterns take the exact rows. */
 static void rows_q8_xq(const pare_nm *w, int64_t r0, int64_t r1, const k_xvec *xv, float *y) {
@@ -245,8 +244,8 @@ static void rows_q8_xq(const pare_nm *w, int64_t r0, int64_t r1, const k_xvec *x
             if (b % 4 == 0) _mm_prefetch((const char *)v + K_PF + 16 * b, _MM_HINT_T0);
             const uint8_t *m = mk + 4 * b;
             const int8_t *xq = xv->q + 32 * b;
-            const uint64_t c0 = g_pos24b[m[0]] | (uint64_t)(g_pos24b[m[1]] + 0x08080808u) << 32;
-            const uint64_t c1 = g_pos24b[m[2]] | (uint64_t)(g_pos24b[m[3]] + 0x08080808u) << 32;
+            const uint64_t c0 = g_pos4b[m[0]] | (uint64_t)(g_pos4b[m[1]] + 0x08080808u) << 32;
+            const uint64_t c1 = g_pos4b[m[2]] | (uint64_t)(g_pos4b[m[3]] + 0x08080808u) << 32;
             const __m128i g0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)xq), _mm_cvtsi64_si128((long long)c0));
             const __m128i g1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(xq + 16)), _mm_cvtsi64_si128((long long)c1));
             const __m128i gx = _mm_unpacklo_epi64(g0, g1);
