@@ -68,6 +68,7 @@ typedef struct pare_tensor {
     size_t nbytes;
     int owned;
     struct pare_nm *nm; /* N:M-compressed copy the engine computes with (owned), or NULL */
+    struct pare_r8 *r8; /* or a Q8_0/Q4_0 copy with eight rows interleaved (kernels/r8.h) */
 } pare_tensor;
 
 int64_t pare_tensor_nelem(const pare_tensor *t);

@@ -162,6 +162,11 @@ void k_quant_row(int type, const float *src, void *dst, int64_t n) {
     if (ops_for(type, n)) k_ref_quant_row(type, src, dst, n); /* else nothing to write */
 }
 
+void k_prep_x(const float *x, int64_t n, void *buf, k_xvec *v) {
+    k_init();
+    (g_ops[K_Q8_0].xprep ? g_ops[K_Q8_0].xprep : k_quantize_x)(x, n, buf, v);
+}
+
 void k_matvec(int type, const void *W, int64_t rows, int64_t cols, const float *x, float *y) {
     const k_ops *op = ops_for(type, cols);
     if (!op) {

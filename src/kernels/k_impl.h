@@ -5,6 +5,7 @@
 
 #include "kernels.h"
 #include "nm.h"
+#include "r8.h"
 
 /* The weight types the kernels handle, as table slots. */
 enum { K_F32, K_F16, K_BF16, K_Q8_0, K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_NTYPES };
@@ -64,6 +65,8 @@ int k_set_vnni(int on);
  * gives the same bytes. */
 size_t k_xvec_bytes(int64_t n);
 void k_quantize_x(const float *x, int64_t n, void *buf, k_xvec *v);
+/* the same through the bound ISA's version (k_ops.xprep of Q8_0) */
+void k_prep_x(const float *x, int64_t n, void *buf, k_xvec *v);
 /* where the arrays of k_xvec lie in buf, writable */
 typedef struct { float *d; int32_t *s8; int8_t *q; int8_t *q4; float *d4; int32_t *o4; } k_xbuf;
 k_xbuf k_xvec_layout(void *buf, int64_t n);
@@ -96,7 +99,7 @@ pare_isa k_cpu_isa(void);
 
 /* Growing per-thread scratch buffers, freed when the thread exits; NULL if out of memory
  * (callers then take a path that needs none). 64-byte aligned. */
-enum { K_SCRATCH_X, K_SCRATCH_PANEL, K_SCRATCH_NM, K_SCRATCH_N };
+enum { K_SCRATCH_X, K_SCRATCH_PANEL, K_SCRATCH_NM, K_SCRATCH_R8, K_SCRATCH_N };
 void *k_scratch(int slot, size_t bytes);
 
 /* The panel driver behind k_matmul and k_nm_matmul (see k_matmul for the scheme): W's rows
@@ -151,5 +154,12 @@ typedef struct { k_nm_rows_fn rows[K_NM_NTYPES]; k_nm_deq_fn deq[K_NM_NTYPES]; k
 void k_nm_ops_ref(k_nm_ops *t);
 void k_nm_ops_avx2(k_nm_ops *t);
 void k_nm_ops_avx512(k_nm_ops *t);
+
+/* ---- eight-row interleaved Q8_0 / Q4_0 rows (r8.c, r8_avx2.c) ---------------------------- */
+/* y[r] for the rows of groups g0 <= g < g1 (r < w->rows), x quantized (k_xvec) */
+typedef void (*k_r8_rows_fn)(const pare_r8 *w, int64_t g0, int64_t g1, const k_xvec *x, float *y);
+typedef struct { k_r8_rows_fn rows; } k_r8_ops;
+void k_r8_ops_ref(k_r8_ops *t);
+void k_r8_ops_avx2(k_r8_ops *t);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/nm.h"
+#include "kernels/r8.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -125,6 +126,11 @@ void linear(const pare_tensor *W, const float *X, int n, float *Y) {
     if (W->nm) {
         if (n == 1) k_nm_matvec(W->nm, X, Y);
         else k_nm_matmul(W->nm, X, n, Y);
+        return;
+    }
+    if (W->r8) {
+        if (n == 1) k_r8_matvec(W->r8, X, Y);
+        else k_r8_matmul(W->r8, X, n, Y);
         return;
     }
     if (n == 1) k_matvec(W->type, W->data, W->ne[1], W->ne[0], X, Y);

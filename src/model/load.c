@@ -1,6 +1,7 @@
 /* load.c - the public load/save entry points: pick the format from the path. */
 #include "model/model.h"
 #include "kernels/nm.h"
+#include "kernels/r8.h"
 #include "tok/vocab.h"
 
 #include <stdio.h>
@@ -15,6 +16,7 @@ void pare_model_free(pare_model *m) {
             free(m->tensors[i].name);
             if (m->tensors[i].owned) free(m->tensors[i].data);
             k_nm_free(m->tensors[i].nm);
+            k_r8_free(m->tensors[i].r8);
         }
     free(m->tensors);
     if (m->layers)

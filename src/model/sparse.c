@@ -3,6 +3,7 @@
 #include "sparse.h"
 
 #include "kernels/nm.h"
+#include "kernels/r8.h"
 
 
 /* The dense bytes of a mapped tensor are file pages: give them back (a later read faults
@@ -49,4 +50,29 @@ pare_status model_pack_nm(pare_model *m, int want, pare_nm_summary *sum) {
     return PARE_OK;
 }
 
-size_t model_tensor_bytes(const pare_tensor *t) { return t ? (t->nm ? t->nm->bytes : t->nbytes) : 0; }
+static pare_status pack_r8(pare_tensor *t, int *n) {
+    if (!t || t->nm || t->r8 || t->owned || t->n_dims != 2 || !k_r8_wanted(t->type, t->ne[0])) return PARE_OK;
+    pare_status st = k_r8_pack(t->type, t->data, t->ne[1], t->ne[0], &t->r8);
+    if (st) return st;
+    release_pages(t);
+    (*n)++;
+    return PARE_OK;
+}
+
+pare_status model_pack_r8(pare_model *m, int *packed) {
+    int n = 0;
+    pare_status st = PARE_OK;
+    for (int l = 0; l < m->n_layer && !st; l++) {
+        pare_layer *L = &m->layers[l];
+        pare_tensor *const ts[7] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
+        for (int i = 0; i < 7 && !st; i++) st = pack_r8(ts[i], &n);
+    }
+    /* the output head, unless it is the embedding table (whose rows are looked up by token) */
+    if (!st && m->output != m->tok_embd) st = pack_r8(m->output, &n);
+    if (packed) *packed = n;
+    return st;
+}
+
+size_t model_tensor_bytes(const pare_tensor *t) {
+    return t ? (t->nm ? t->nm->bytes : t->r8 ? t->r8->bytes : t->nbytes) : 0;
+}

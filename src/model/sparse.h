@@ -18,6 +18,11 @@ typedef struct pare_nm_summary {
  * 8-bit values. The dense pages of mapped tensors are released; t->data stays readable (from
  * the file). Matrices already compressed are kept. sum may be NULL. */
 pare_status model_pack_nm(pare_model *m, int want, pare_nm_summary *sum);
+/* Give the Q8_0 and Q4_0 block matrices and output head that are not N:M-compressed the
+ * eight-row interleaved layout of kernels/r8.h, where the bound ISA computes faster from it
+ * (k_r8_wanted: AVX2). Mapped tensors only (their file pages are released; t->data stays
+ * readable); packed may be NULL. */
+pare_status model_pack_r8(pare_model *m, int *packed);
 /* the bytes a tensor occupies for the engine: its compressed form, else its data */
 size_t model_tensor_bytes(const pare_tensor *t);
 

@@ -3,6 +3,7 @@
 
 #include "eval/eval.h"
 #include "kernels/nm.h"
+#include "kernels/r8.h"
 #include "model/forward.h"
 #include "prune/prune.h"
 
@@ -516,7 +517,9 @@ static pare_status take_values(pare_tensor *t, const pare_tensor *src) {
     memcpy(d, src->data, nb);
     if (t->owned) free(t->data);
     k_nm_free(t->nm);
+    k_r8_free(t->r8);
     t->nm = NULL;
+    t->r8 = NULL;
     t->data = d; t->type = PARE_TYPE_F32; t->nbytes = nb; t->owned = 1;
     return PARE_OK;
 }
@@ -541,7 +544,9 @@ pare_status tune_merge(pare_model *m) {
             if (!A->lora_a[i] || !W[i]) continue;
             if ((st = train_own_f32(W[i]))) break;
             k_nm_free(W[i]->nm);
+            k_r8_free(W[i]->r8);
             W[i]->nm = NULL;
+            W[i]->r8 = NULL;
             int in = (int)W[i]->ne[0], out = (int)W[i]->ne[1], r = (int)A->lora_a[i]->ne[1];
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, r, A->lora_scale, A->lora_b[i]->data, r,
                         A->lora_a[i]->data, in, 1.0f, W[i]->data, in);
@@ -558,6 +563,7 @@ pare_status tune_merge(pare_model *m) {
             free(t->name);
             if (t->owned) free(t->data);
             k_nm_free(t->nm);
+            k_r8_free(t->r8);
             continue;
         }
         if (w != i) m->tensors[w] = *t;
