@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static k_ops g_ops[K_NTYPES];
 static pare_isa g_isa = PARE_ISA_REF, g_cpu_isa = PARE_ISA_REF;
@@ -160,6 +161,20 @@ void k_dequant_row(int type, const void *src, float *dst, int64_t n) {
 
 void k_quant_row(int type, const float *src, void *dst, int64_t n) {
     if (ops_for(type, n)) k_ref_quant_row(type, src, dst, n); /* else nothing to write */
+}
+
+void *k_alloc_weights(size_t want, size_t *bytes) {
+    const size_t huge = (size_t)2 << 20;
+    if (want > SIZE_MAX - 64) return NULL;
+    const size_t n = (want + 63) & ~(size_t)63;
+    void *p = NULL;
+    if (posix_memalign(&p, n >= huge ? huge : 64, n ? n : 64)) return NULL;
+#ifdef MADV_HUGEPAGE
+    /* the whole 2 MiB pages only: a huge page is resident whole once touched */
+    if (n >= huge) madvise(p, n / huge * huge, MADV_HUGEPAGE); /* a hint: failure leaves 4 KiB pages */
+#endif
+    if (bytes) *bytes = n;
+    return p;
 }
 
 void k_prep_x(const float *x, int64_t n, void *buf, k_xvec *v) {

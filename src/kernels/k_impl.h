@@ -94,6 +94,13 @@ void k_ref_quant_row(int type, const float *src, void *dst, int64_t n);
  * few microseconds. */
 #define K_PAR_BYTES (1 << 18)
 
+/* Memory for weights the kernels re-lay (N:M, r8): want rounded up to whole 64 bytes (*bytes
+ * gets that size), 64-byte aligned, and from 2 MiB on 2 MiB aligned with its whole 2 MiB
+ * pages asked to be huge pages (Linux's transparent huge pages in "madvise" mode): a matvec
+ * streams through the weights, and on 4 KiB pages each page costs a TLB miss and stops the
+ * hardware prefetcher. Freed with free(). */
+void *k_alloc_weights(size_t want, size_t *bytes);
+
 /* The CPU's best ISA, whatever k_set_isa or PARE_ISA chose. */
 pare_isa k_cpu_isa(void);
 

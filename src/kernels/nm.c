@@ -124,8 +124,8 @@ pare_status k_nm_pack(int type, const void *W, int64_t rows, int64_t cols, const
     w->nkeep = cols / m * n;
     w->vstride = (size_t)w->nkeep * vbytes(vtype);
     w->mstride = (size_t)(cols + 15) / 16 * 2;
-    w->vals = aligned_alloc(64, ((size_t)rows * w->vstride + 64 + 63) & ~(size_t)63); /* SIMD loads read ahead */
-    w->mask = aligned_alloc(64, ((size_t)rows * w->mstride + 63) & ~(size_t)63);
+    w->vals = k_alloc_weights((size_t)rows * w->vstride + 64, NULL); /* SIMD loads read ahead */
+    w->mask = k_alloc_weights((size_t)rows * w->mstride, NULL);
     if (vtype == PARE_TYPE_Q8_0) w->scale = malloc((size_t)rows * (size_t)(cols / 32) * 2 + 2);
     if (perm && (w->perm = malloc((size_t)cols * sizeof(int32_t)))) memcpy(w->perm, perm, (size_t)cols * sizeof(int32_t));
     if (!w->vals || !w->mask || (vtype == PARE_TYPE_Q8_0 && !w->scale) || (perm && !w->perm)) {

@@ -30,8 +30,8 @@ pare_status k_r8_pack(int type, const void *W, int64_t rows, int64_t cols, pare_
     pare_r8 *w = pare_calloc(1, sizeof *w);
     if (!w) return PARE_ERR_NOMEM;
     w->type = type; w->rows = rows; w->cols = cols; w->groups = groups; w->gbytes = gbytes;
-    w->bytes = (bytes + 63) & ~(size_t)63;
-    if (!(w->data = aligned_alloc(64, w->bytes))) { free(w); return pare_fail(PARE_ERR_NOMEM, "r8: out of memory (%zu bytes)", bytes); }
+    w->data = k_alloc_weights(bytes, &w->bytes);
+    if (!w->data) { free(w); return pare_fail(PARE_ERR_NOMEM, "r8: out of memory (%zu bytes)", bytes); }
     const uint8_t *src = W;
 #pragma omp parallel for schedule(static)
     for (int64_t g = 0; g < groups; g++)
