@@ -8,7 +8,8 @@
  *   and the exact-x dot of the GGUF row within the documented int8 rounding bound;
  * - matmul equals k_matmul on the GGUF matrix;
  * - a whole model's logits with its Q8_0/Q4_0 matrices interleaved equal the GGUF layout's
- *   (AVX2, where the engine uses the layout) to 1e-5. */
+ *   (AVX2, where the engine uses the layout) to 1e-5, and an F16 model's, whose matrices
+ *   model_pack_engine copies, are the same. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -206,10 +207,11 @@ static void test_model_logits(void **state) {
     (void)state;
     if (k_set_isa(PARE_ISA_AVX2) != PARE_ISA_AVX2) { k_set_isa(PARE_ISA_AVX512); skip(); }
     const synth_shape *sh = synth_find_shape("tiny");
-    for (int t = 0; t < 2; t++) {
+    const int types[] = {PARE_TYPE_Q8_0, PARE_TYPE_Q4_0, PARE_TYPE_F16};
+    for (int t = 0; t < 3; t++) {
         /* through a GGUF file: the engine interleaves mapped tensors */
         pare_model *syn, *mdl;
-        assert_int_equal(synth_model(sh, TYPES[t], 11, &syn), PARE_OK);
+        assert_int_equal(synth_model(sh, types[t], 11, &syn), PARE_OK);
         char dir[] = "/tmp/pare-test-r8-XXXXXX", path[64];
         assert_non_null(mkdtemp(dir));
         snprintf(path, sizeof path, "%s/m.gguf", dir);
@@ -220,18 +222,26 @@ static void test_model_logits(void **state) {
         const size_t nl = (size_t)T * (size_t)mdl->n_vocab;
         float *a = malloc(nl * sizeof(float)), *b = malloc(nl * sizeof(float));
         logits_of(mdl, a, T);
-        int packed = 0;
-        assert_int_equal(model_pack_r8(mdl, &packed), PARE_OK);
-        assert_int_equal(packed, 7 * mdl->n_layer + (mdl->output != mdl->tok_embd));
+        pare_engine_summary es;
+        assert_int_equal(model_pack_engine(mdl, &es), PARE_OK);
+        const int packed = es.interleaved;
+        const int all = 7 * mdl->n_layer + 1, untied = mdl->output != mdl->tok_embd;
+        if (types[t] == PARE_TYPE_F16) { /* copied as they are: the same bytes, the same logits */
+            assert_int_equal(packed, 0);
+            assert_int_equal(es.copied, all);
+        } else {
+            assert_int_equal(packed, all - 1 + untied);
+            assert_int_equal(es.copied, !untied);
+        }
         logits_of(mdl, b, T);
         double maxd = 0, maxa = 0;
         for (size_t i = 0; i < nl; i++) {
             maxd = fmax(maxd, fabs((double)a[i] - b[i]));
             maxa = fmax(maxa, fabs((double)a[i]));
         }
-        print_message("   %-5s %d matrices interleaved, max |logit diff| %.3g (max |logit| %.3g)\n", pare_type_name(TYPES[t]),
-                      packed, maxd, maxa);
-        assert_true(maxd <= 1e-5 * maxa);
+        print_message("   %-5s %d matrices interleaved, %d copied, max |logit diff| %.3g (max |logit| %.3g)\n",
+                      pare_type_name(types[t]), packed, es.copied, maxd, maxa);
+        assert_true(maxd <= (types[t] == PARE_TYPE_F16 ? 0 : 1e-5 * maxa));
         free(a); free(b);
         pare_model_free(mdl);
         remove(path);

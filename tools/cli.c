@@ -165,7 +165,7 @@ int load_engine(flags *f, const char *path, pare_model **m, pare_nm_summary *sum
             fprintf(stderr, "pare %s: %d of %d block matrices are %d:%d sparse: compressed, %.1f MB -> %.1f MB (%.1f s)\n", g_cmd,
                     s.packed, s.matrices, s.n, s.m, (double)s.dense_bytes / 1e6, (double)s.packed_bytes / 1e6, pare_now() - t0);
     }
-    if (model_pack_r8(*m, NULL)) { pare_model_free(*m); *m = NULL; return die_st(); }
+    if (model_pack_engine(*m, NULL)) { pare_model_free(*m); *m = NULL; return die_st(); }
     if (sum) *sum = s;
     return 0;
 }

@@ -3,7 +3,12 @@
 #include "sparse.h"
 
 #include "kernels/nm.h"
+#include "kernels/k_impl.h"
 #include "kernels/r8.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 
 /* The dense bytes of a mapped tensor are file pages: give them back (a later read faults
@@ -50,26 +55,66 @@ pare_status model_pack_nm(pare_model *m, int want, pare_nm_summary *sum) {
     return PARE_OK;
 }
 
-static pare_status pack_r8(pare_tensor *t, int *n) {
-    if (!t || t->nm || t->r8 || t->owned || t->n_dims != 2 || !k_r8_wanted(t->type, t->ne[0])) return PARE_OK;
-    pare_status st = k_r8_pack(t->type, t->data, t->ne[1], t->ne[0], &t->r8);
-    if (st) return st;
-    release_pages(t);
-    (*n)++;
-    return PARE_OK;
+/* bytes of memory the system can still give (MemAvailable), 0 if unknown */
+static size_t mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[128];
+    size_t kb = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "MemAvailable:", 13)) { kb = (size_t)strtoull(line + 13, NULL, 10); break; }
+    fclose(f);
+    return kb * 1024;
 }
 
-pare_status model_pack_r8(pare_model *m, int *packed) {
+/* the mapped block matrices and output head the engine re-lays */
+static int engine_tensors(pare_model *m, pare_tensor **ts) {
     int n = 0;
-    pare_status st = PARE_OK;
-    for (int l = 0; l < m->n_layer && !st; l++) {
+    for (int l = 0; l < m->n_layer; l++) {
         pare_layer *L = &m->layers[l];
-        pare_tensor *const ts[7] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
-        for (int i = 0; i < 7 && !st; i++) st = pack_r8(ts[i], &n);
+        pare_tensor *const lt[7] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
+        for (int i = 0; i < 7; i++)
+            if (lt[i] && !lt[i]->nm && !lt[i]->r8 && !lt[i]->owned && lt[i]->n_dims == 2) ts[n++] = lt[i];
     }
-    /* the output head, unless it is the embedding table (whose rows are looked up by token) */
-    if (!st && m->output != m->tok_embd) st = pack_r8(m->output, &n);
-    if (packed) *packed = n;
+    pare_tensor *o = m->output;
+    if (o && !o->nm && !o->r8 && !o->owned && o->n_dims == 2) ts[n++] = o;
+    return n;
+}
+
+pare_status model_pack_engine(pare_model *m, pare_engine_summary *sum) {
+    pare_engine_summary s = {0};
+    pare_tensor **ts = malloc(((size_t)m->n_layer * 7 + 1) * sizeof *ts);
+    if (!ts) return pare_fail(PARE_ERR_NOMEM, "out of memory");
+    const int n = engine_tensors(m, ts);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += ts[i]->nbytes;
+    /* copies leave the file's pages to the page cache: only when they fit in memory */
+    const size_t avail = mem_available();
+    if (avail && total > avail / 10 * 9) { free(ts); if (sum) *sum = s; return PARE_OK; }
+    pare_status st = PARE_OK;
+    for (int i = 0; i < n && !st; i++) {
+        pare_tensor *t = ts[i];
+        /* the embedding table shares a tied head's bytes: it stays in the GGUF layout */
+        if (t != m->tok_embd && k_r8_wanted(t->type, t->ne[0])) {
+            if ((st = k_r8_pack(t->type, t->data, t->ne[1], t->ne[0], &t->r8))) break;
+            s.interleaved++;
+        } else if (k_slot(t->type) >= 0) {
+            void *d = k_alloc_weights(t->nbytes, NULL);
+            if (!d) { st = pare_fail(PARE_ERR_NOMEM, "out of memory copying %s (%zu bytes)", t->name, t->nbytes); break; }
+            memcpy(d, t->data, t->nbytes);
+            release_pages(t);
+            t->data = d;
+            t->owned = 1;
+            s.copied++;
+            continue;
+        } else {
+            continue;
+        }
+        release_pages(t);
+    }
+    s.bytes = total;
+    free(ts);
+    if (sum) *sum = s;
     return st;
 }
 
