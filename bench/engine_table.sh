@@ -86,11 +86,16 @@ pair 24-q8 f16-2of4 2 "" f16-2of4 2 "--sparse q8"
 pair f16-48 f16 2 "" f16-4of8 2 ""
 pair q8-24 q8_0 2 "" q8_0-2of4 2 ""
 pair threads f16 1 "" f16 2 ""
+pair f16-layout f16 2 "--layout file" f16 2 ""
+pair q8-layout q8_0 2 "--layout file" q8_0 2 ""
+pair q4-layout q4_0 2 "--layout file" q4_0 2 ""
 python3 - "$W" "$PAIRS" $PNAMES >> "$W/table.md" <<'PY'
 import json, sys, statistics
 w, n, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 what = {"f16-24": "2:4 F16 / dense F16", "24-q8": "2:4 8-bit values / 2:4 F16", "f16-48": "4:8 F16 / dense F16",
-        "q8-24": "2:4 Q8_0 / dense Q8_0", "threads": "F16, 2 threads / 1 thread"}
+        "q8-24": "2:4 Q8_0 / dense Q8_0", "threads": "F16, 2 threads / 1 thread",
+        "f16-layout": "F16, engine layout / file layout", "q8-layout": "Q8_0, engine layout / file layout",
+        "q4-layout": "Q4_0, engine layout / file layout"}
 print()
 print("Ratios measured in one run (%d alternating pairs, 128-token prompt, %s generated tokens; median, range):" % (n, "32"))
 print()

@@ -69,6 +69,7 @@ expect "synth N >= M" "4:4" "$P" synth --shape tiny --nm 4:4 -o "$T/s.gguf"
 expect "synth M > 16" "M must be at most 16" "$P" synth --shape tiny --nm 2:32 -o "$T/s.gguf"
 expect "synth M not dividing dim" "multiples of M" "$P" synth --shape tiny --nm 2:7 -o "$T/s.gguf"
 expect "bad --sparse" "--sparse" "$P" bench "$M" --sparse maybe
+expect "bad --layout" "--layout" "$P" bench "$M" --layout packed
 [ -e "$T/s.gguf" ] && { echo "FAIL synth left an output behind"; fail=$((fail+1)); }
 
 # an N:M-sparse model runs compressed, with the dense model's perplexity
@@ -81,6 +82,16 @@ n=$((n+1))
 if [ -z "$p1" ] || ! awk -v a="$p1" -v b="$p0" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d <= 1e-5 * b) }'; then
     echo "FAIL compressed ppl $p1 vs dense ppl $p0"; fail=$((fail+1))
 else echo "ok   2:4 compressed ppl $p1 = dense ppl $p0 (to 1e-5)"; fi
+
+# the engine's layout (Q8_0 interleaved on AVX2, weights copied to huge pages) gives the file
+# layout's perplexity
+"$P" synth --shape tiny --type q8_0 --seed 3 -o "$T/q8.gguf" >/dev/null || fail=$((fail+1))
+p1=$("$P" ppl "$T/q8.gguf" --text "$T/text.txt" --ctx 128 --json 2>/dev/null | sed 's/.*"ppl":\([0-9.e+-]*\).*/\1/')
+p0=$("$P" ppl "$T/q8.gguf" --text "$T/text.txt" --ctx 128 --layout file --json 2>/dev/null | sed 's/.*"ppl":\([0-9.e+-]*\).*/\1/')
+n=$((n+1))
+if [ -z "$p1" ] || ! awk -v a="$p1" -v b="$p0" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d <= 1e-5 * b) }'; then
+    echo "FAIL engine-layout ppl $p1 vs file-layout ppl $p0"; fail=$((fail+1))
+else echo "ok   Q8_0 engine-layout ppl $p1 = file-layout ppl $p0 (to 1e-5)"; fi
 
 # interrupted while writing: the temporary output is removed (SIGTERM as the signal)
 "$P" synth --shape stories110m --type f32 -o "$T/big.gguf" >/dev/null 2>&1 &

@@ -50,7 +50,11 @@ int load_engine(flags *f, const char *path, pare_model **m, pare_nm_summary *sum
 #define SPARSE_HELP \
     "  --sparse S        N:M-sparse block matrices (e.g. from pare prune --nm) are compressed\n" \
     "                    and run by the sparse kernels: auto (default; values kept in their\n" \
-    "                    type), q8 (8-bit values: smaller, faster, not exact), off (dense)\n"
+    "                    type), q8 (8-bit values: smaller, faster, not exact), off (dense)\n" \
+    "  --layout L        engine (default): the block matrices and output head are moved into\n" \
+    "                    huge-page memory at load, Q8_0/Q4_0 with 8 rows interleaved on AVX2\n" \
+    "                    (faster decode, same results); file: computed from the file mapping\n" \
+    "                    as stored (pages the system can drop when memory runs short)\n"
 
 #define EXIT_HELP \
     "  --vote            a model with early exits (pare tune): each position's distribution is\n" \

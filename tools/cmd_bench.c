@@ -14,7 +14,7 @@
 #include <sys/resource.h>
 
 const char *bench_HELP =
-    "usage: pare bench MODEL [--prompt P] [--gen G] [--reps R] [--threads T] [--sparse S] [--json]\n"
+    "usage: pare bench MODEL [--prompt P] [--gen G] [--reps R] [--threads T] [--sparse S] [--layout L] [--json]\n"
     "\n"
     "Speed of MODEL on this machine. Each repetition runs a prompt of P tokens through the\n"
     "model in one batch (prefill; logits of the last token only) and then generates G tokens\n"
@@ -94,7 +94,7 @@ static double linear_params(const pare_model *m) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    static const char *const valued[] = {"--prompt", "--gen", "--reps", "--threads", "--tokenizer", "--sparse", NULL};
+    static const char *const valued[] = {"--prompt", "--gen", "--reps", "--threads", "--tokenizer", "--sparse", "--layout", NULL};
     static const char *const booleans[] = {"--json", "--no-probe", "--no-bandwidth", NULL};
     flags f; parse(&f, argc, argv, valued);
     if (check_unknown(&f, valued, booleans)) return 1;
@@ -164,12 +164,12 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"model\":");
         pare_json_str(stdout, f.pos[0]);
-        printf(",\"type\":\"%s\",\"sparse\":\"%s\",\"isa\":\"%s\",\"params\":%lld,\"threads\":%d,\"prompt\":%ld,\"gen\":%ld,"
+        printf(",\"type\":\"%s\",\"sparse\":\"%s\",\"layout\":\"%s\",\"isa\":\"%s\",\"params\":%lld,\"threads\":%d,\"prompt\":%ld,\"gen\":%ld,"
                "\"reps\":%ld,\"pp_tps\":%.3f,\"tg_tps\":%.3f,\"peak_rss_mb\":%.1f,\"bytes_per_token\":%zu,"
                "\"linear_mb\":%.3f,\"linear_dense_mb\":%.3f,\"linear_ratio\":%.4f,\"bandwidth_gbs\":%.2f,\"read_gbs\":%.2f,"
                "\"roofline_tps\":%.3f,\"roofline_ratio\":%.4f,\"read_roofline_ratio\":%.4f,\"fma_peak_gflops\":%.1f,"
                "\"pp_gflops\":%.1f,\"pp_peak_ratio\":%.4f}\n",
-               wtype, sparse, k_isa_name(k_isa()), (long long)params, threads, P, G, R, pps, gps, rss / 1e6, bpt,
+               wtype, sparse, opt_str(&f, "--layout", "engine"), k_isa_name(k_isa()), (long long)params, threads, P, G, R, pps, gps, rss / 1e6, bpt,
                (double)lin / 1e6, (double)(nm.matrices ? nm.dense_bytes : lin) / 1e6,
                nm.matrices && nm.dense_bytes ? (double)lin / (double)nm.dense_bytes : 1.0, triad / 1e9, rd / 1e9, roof,
                roof > 0 ? gps / roof : 0, rd > 0 ? gps * (double)bpt / rd : 0, peak / 1e9, ppf / 1e9, peak > 0 ? ppf / peak : 0);

@@ -25,7 +25,7 @@ const char *ppl_HELP =
     "example: pare ppl model.gguf --text wiki.test.raw --ctx 2048 --json\n";
 
 int cmd_ppl(int argc, char **argv) {
-    static const char *const valued[] = {"--text", "--ctx", "--max-windows", "--protocol", "--threads", "--tokenizer", "--sparse",
+    static const char *const valued[] = {"--text", "--ctx", "--max-windows", "--protocol", "--threads", "--tokenizer", "--sparse", "--layout",
                                          "--exit", NULL};
     static const char *const booleans[] = {"--json", "--vote", NULL};
     flags f; parse(&f, argc, argv, valued);
@@ -96,7 +96,7 @@ static void print_token(int32_t id, void *u) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    static const char *const valued[] = {"--prompt", "-n", "--temp", "--top-p", "--seed", "--threads", "--tokenizer", "--sparse",
+    static const char *const valued[] = {"--prompt", "-n", "--temp", "--top-p", "--seed", "--threads", "--tokenizer", "--sparse", "--layout",
                                          "--exit", NULL};
     static const char *const booleans[] = {"--json", "--ignore-eos", "--vote", NULL};
     flags f; parse(&f, argc, argv, valued);

@@ -76,7 +76,7 @@ static void row(const char *indent, const pare_mc_group *g) {
 }
 
 int cmd_evalmc(int argc, char **argv) {
-    static const char *const valued[] = {"--tasks", "--format", "--limit", "--ctx", "--threads", "--tokenizer", "--sparse",
+    static const char *const valued[] = {"--tasks", "--format", "--limit", "--ctx", "--threads", "--tokenizer", "--sparse", "--layout",
                                          "--exit", NULL};
     static const char *const booleans[] = {"--json", "--vote", NULL};
     flags f; parse(&f, argc, argv, valued);
