@@ -80,7 +80,10 @@ static const char *const TOPICS[][2] = {
      "(weights stay mapped from the file; prune --method taylor-struct, one backward pass of\n"
      "the whole model, holds every block's gradients at once); pare tune predicts the peak of\n"
      "a step before it runs and --max-memory SIZE fits the micro-batch and window to a budget\n"
-     "or stops with the estimate; pare bench reports the peak RSS.\n"},
+     "or stops with the estimate; pare bench reports the peak RSS. Inference (bench, ppl,\n"
+     "generate, eval-mc) moves the weight matrices into huge-page memory at load, file pages\n"
+     "released as it goes (faster decode, the same resident size); when they would not fit in\n"
+     "90% of the available memory, or with --layout file, they stay mapped from the file.\n"},
 };
 #define N_TOPICS (int)(sizeof TOPICS / sizeof TOPICS[0])
 
