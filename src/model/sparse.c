@@ -94,23 +94,21 @@ pare_status model_pack_engine(pare_model *m, pare_engine_summary *sum) {
     pare_status st = PARE_OK;
     for (int i = 0; i < n && !st; i++) {
         pare_tensor *t = ts[i];
+        if (k_slot(t->type) < 0) continue; /* a type the kernels do not run */
         /* the embedding table shares a tied head's bytes: it stays in the GGUF layout */
         if (t != m->tok_embd && k_r8_wanted(t->type, t->ne[0])) {
             if ((st = k_r8_pack(t->type, t->data, t->ne[1], t->ne[0], &t->r8))) break;
+            release_pages(t); /* t->data stays readable from the file */
             s.interleaved++;
-        } else if (k_slot(t->type) >= 0) {
-            void *d = k_alloc_weights(t->nbytes, NULL);
-            if (!d) { st = pare_fail(PARE_ERR_NOMEM, "out of memory copying %s (%zu bytes)", t->name, t->nbytes); break; }
-            memcpy(d, t->data, t->nbytes);
-            release_pages(t);
-            t->data = d;
-            t->owned = 1;
-            s.copied++;
-            continue;
-        } else {
             continue;
         }
+        void *d = k_alloc_weights(t->nbytes, NULL);
+        if (!d) { st = pare_fail(PARE_ERR_NOMEM, "out of memory copying %s (%zu bytes)", t->name, t->nbytes); break; }
+        memcpy(d, t->data, t->nbytes);
         release_pages(t);
+        t->data = d;
+        t->owned = 1;
+        s.copied++;
     }
     s.bytes = total;
     free(ts);
