@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "engine_util.h"
+
 #include "kernels/k_impl.h"
 #include "kernels/nm.h"
 #include "model/forward.h"
@@ -331,20 +333,6 @@ static void prune_model(pare_model *mdl, int n, int m) {
     }
 }
 
-static void logits_of(pare_model *mdl, float *out, int n_tok) {
-    pare_ctx *c;
-    assert_int_equal(pare_ctx_new(mdl, 64, &c), PARE_OK);
-    int32_t tok[16];
-    for (int i = 0; i < n_tok; i++) tok[i] = (int32_t)(1 + (i * 37) % (mdl->n_vocab - 1));
-    /* prefill (matmul) for all but the last, then one decode step (matvec) */
-    float *scratch = malloc((size_t)n_tok * (size_t)mdl->n_vocab * sizeof(float));
-    assert_int_equal(pare_forward(c, tok, n_tok - 1, 0, scratch), PARE_OK);
-    memcpy(out, scratch, (size_t)(n_tok - 1) * (size_t)mdl->n_vocab * sizeof(float));
-    assert_int_equal(pare_forward(c, tok + n_tok - 1, 1, n_tok - 1, out + (size_t)(n_tok - 1) * (size_t)mdl->n_vocab), PARE_OK);
-    free(scratch);
-    pare_ctx_free(c);
-}
-
 static void test_model_logits(void **state) {
     (void)state;
     const synth_shape *sh = synth_find_shape("tiny");
@@ -361,13 +349,13 @@ static void test_model_logits(void **state) {
             /* Q8_0's dense fast path (here the output head too) rounds x to int8: compare on
              * the exact-x reference ISA (the compressed rows are checked against it above) */
             if (types[ti] == PARE_TYPE_Q8_0) k_set_isa(PARE_ISA_REF);
-            logits_of(mdl, dense, T);
+            tu_logits_of(mdl, dense, T);
             pare_nm_summary s;
             assert_int_equal(model_pack_nm(mdl, 0, &s), PARE_OK);
             assert_int_equal(s.packed, 7 * mdl->n_layer);
             assert_int_equal(s.n, pats[pi][0]);
             assert_int_equal(s.m, pats[pi][1]);
-            logits_of(mdl, sparse, T);
+            tu_logits_of(mdl, sparse, T);
             k_set_isa(PARE_ISA_AVX512);
             double maxd = 0, maxa = 0;
             for (size_t i = 0; i < nl; i++) {

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "engine_util.h"
+
 #include "pare.h"
 #include "kernels/k_impl.h"
 #include "kernels/r8.h"
@@ -190,19 +192,6 @@ static void test_matmul(void **state) {
     }
 }
 
-static void logits_of(pare_model *mdl, float *out, int n_tok) {
-    pare_ctx *c;
-    assert_int_equal(pare_ctx_new(mdl, 64, &c), PARE_OK);
-    int32_t tok[16];
-    for (int i = 0; i < n_tok; i++) tok[i] = (int32_t)(1 + (i * 37) % (mdl->n_vocab - 1));
-    float *scratch = malloc((size_t)n_tok * (size_t)mdl->n_vocab * sizeof(float));
-    assert_int_equal(pare_forward(c, tok, n_tok - 1, 0, scratch), PARE_OK);
-    memcpy(out, scratch, (size_t)(n_tok - 1) * (size_t)mdl->n_vocab * sizeof(float));
-    assert_int_equal(pare_forward(c, tok + n_tok - 1, 1, n_tok - 1, out + (size_t)(n_tok - 1) * (size_t)mdl->n_vocab), PARE_OK);
-    free(scratch);
-    pare_ctx_free(c);
-}
-
 static void test_model_logits(void **state) {
     (void)state;
     if (k_set_isa(PARE_ISA_AVX2) != PARE_ISA_AVX2) { k_set_isa(PARE_ISA_AVX512); skip(); }
@@ -221,7 +210,7 @@ static void test_model_logits(void **state) {
         const int T = 9;
         const size_t nl = (size_t)T * (size_t)mdl->n_vocab;
         float *a = malloc(nl * sizeof(float)), *b = malloc(nl * sizeof(float));
-        logits_of(mdl, a, T);
+        tu_logits_of(mdl, a, T);
         pare_engine_summary es;
         assert_int_equal(model_pack_engine(mdl, &es), PARE_OK);
         const int packed = es.interleaved;
@@ -233,7 +222,7 @@ static void test_model_logits(void **state) {
             assert_int_equal(packed, all - 1 + untied);
             assert_int_equal(es.copied, !untied);
         }
-        logits_of(mdl, b, T);
+        tu_logits_of(mdl, b, T);
         double maxd = 0, maxa = 0;
         for (size_t i = 0; i < nl; i++) {
             maxd = fmax(maxd, fabs((double)a[i] - b[i]));

@@ -227,6 +227,20 @@ static int64_t panel_rows(int64_t rows, int64_t cols) {
     return p < K_ROW_CHUNK ? K_ROW_CHUNK : p;
 }
 
+void k_panel_slow_rows(void (*deq)(const void *ctx, int64_t r, float *dst), const void *ctx, int64_t r0, int64_t p,
+                       int64_t cols, const float *X, int64_t n, float *Y, int64_t ldy) {
+    float *row = malloc((size_t)cols * sizeof(float));
+    for (int64_t r = r0; r < r0 + p; r++) {
+        if (row) deq(ctx, r, row);
+        for (int64_t i = 0; i < n; i++) {
+            double s = 0;
+            for (int64_t c = 0; row && c < cols; c++) s += (double)row[c] * X[i * cols + c];
+            Y[i * ldy + r] = row ? (float)s : NAN;
+        }
+    }
+    free(row);
+}
+
 void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const float *X, int64_t n, float *Y) {
     if (n <= 0 || rows <= 0) return;
     const int blas_ok = n <= INT_MAX && rows <= INT_MAX && cols <= INT_MAX;

@@ -284,19 +284,11 @@ static void nm_rows_f32(const void *ctx, int64_t r0, int64_t p, int64_t cols, in
     for (int64_t r = 0; r < p; r++) k_nm_dequant_row(ctx, r0 + r, dst + r * ld);
 }
 
+static void nm_slow_deq(const void *ctx, int64_t r, float *dst) { k_nm_dequant_row(ctx, r, dst); }
+
 static void nm_slow(const void *ctx, int64_t r0, int64_t p, int64_t cols, const float *X, int64_t n, float *Y,
                     int64_t ldy) {
-    const pare_nm *w = ctx;
-    float *row = malloc((size_t)cols * sizeof(float));
-    for (int64_t r = r0; r < r0 + p; r++) {
-        if (row) k_nm_dequant_row(w, r, row);
-        for (int64_t i = 0; i < n; i++) {
-            double s = 0;
-            for (int64_t c = 0; row && c < cols; c++) s += (double)row[c] * X[i * cols + c];
-            Y[i * ldy + r] = row ? (float)s : NAN;
-        }
-    }
-    free(row);
+    k_panel_slow_rows(nm_slow_deq, ctx, r0, p, cols, X, n, Y, ldy);
 }
 
 void k_nm_matmul(const pare_nm *w, const float *X, int64_t n, float *Y) {

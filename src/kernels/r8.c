@@ -160,18 +160,11 @@ static void r8_rows_f32(const void *ctx, int64_t r0, int64_t p, int64_t cols, in
     for (int64_t r = 0; r < p; r++) k_r8_dequant_row(ctx, r0 + r, dst + r * ld);
 }
 
+static void r8_slow_deq(const void *ctx, int64_t r, float *dst) { k_r8_dequant_row(ctx, r, dst); }
+
 static void r8_slow(const void *ctx, int64_t r0, int64_t p, int64_t cols, const float *X, int64_t n, float *Y,
                     int64_t ldy) {
-    float *row = malloc((size_t)cols * sizeof(float));
-    for (int64_t r = r0; r < r0 + p; r++) {
-        if (row) k_r8_dequant_row(ctx, r, row);
-        for (int64_t i = 0; i < n; i++) {
-            double s = 0;
-            for (int64_t c = 0; row && c < cols; c++) s += (double)row[c] * X[i * cols + c];
-            Y[i * ldy + r] = row ? (float)s : NAN;
-        }
-    }
-    free(row);
+    k_panel_slow_rows(r8_slow_deq, ctx, r0, p, cols, X, n, Y, ldy);
 }
 
 void k_r8_matmul(const pare_r8 *w, const float *X, int64_t n, float *Y) {
