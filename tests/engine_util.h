@@ -5,8 +5,22 @@
 
 #include "model/forward.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* xorshift64: a test's fixed stream of numbers (set tu_rng to reseed) */
+static uint64_t tu_rng = 0x2545f4914f6cdd1dull;
+static inline uint32_t tu_rnd_u32(void) {
+    tu_rng ^= tu_rng << 13; tu_rng ^= tu_rng >> 7; tu_rng ^= tu_rng << 17;
+    return (uint32_t)(tu_rng >> 16);
+}
+/* roughly normal: a sum of four uniforms, centred */
+static inline float tu_rnd_normal(void) {
+    float s = 0;
+    for (int i = 0; i < 4; i++) s += (float)(tu_rnd_u32() & 0xffffff) / 16777216.0f;
+    return s - 2.0f;
+}
 
 /* The logits of n_tok (<= 16) fixed tokens: a prefill (matmul) of all but the last, then
  * one decode step (matvec); out holds n_tok x n_vocab floats. */

@@ -25,29 +25,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t g_rng = 0x2545f4914f6cdd1dull;
-static uint32_t rnd_u32(void) {
-    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 16);
-}
-static float rnd_normal(void) {
-    float s = 0;
-    for (int i = 0; i < 4; i++) s += (float)(rnd_u32() & 0xffffff) / 16777216.0f;
-    return s - 2.0f;
-}
-
 /* rows x cols floats, each group of m keeping n (at random positions), some groups with
  * fewer (zeros that are not pruned), values with a spread of magnitudes */
 static float *nm_dense(int64_t rows, int64_t cols, int n, int m) {
     float *w = calloc((size_t)(rows * cols), sizeof(float));
     for (int64_t r = 0; r < rows; r++)
         for (int64_t g = 0; g < cols; g += m) {
-            int keep = (rnd_u32() % 7 == 0) ? (int)(rnd_u32() % (unsigned)(n + 1)) : n;
+            int keep = (tu_rnd_u32() % 7 == 0) ? (int)(tu_rnd_u32() % (unsigned)(n + 1)) : n;
             for (int k = 0; k < keep; k++) {
                 int j;
-                do j = (int)(rnd_u32() % (unsigned)m); while (w[r * cols + g + j] != 0.0f);
-                float v = rnd_normal();
-                w[r * cols + g + j] = (v == 0.0f ? 0.5f : v) * ldexpf(1.0f, (int)(rnd_u32() % 9) - 4);
+                do j = (int)(tu_rnd_u32() % (unsigned)m); while (w[r * cols + g + j] != 0.0f);
+                float v = tu_rnd_normal();
+                w[r * cols + g + j] = (v == 0.0f ? 0.5f : v) * ldexpf(1.0f, (int)(tu_rnd_u32() % 9) - 4);
             }
         }
     return w;
@@ -64,7 +53,7 @@ static void *to_type(int type, const float *w, int64_t rows, int64_t cols) {
 static int32_t *random_perm(int64_t n) {
     int32_t *p = malloc((size_t)n * sizeof *p);
     for (int64_t i = 0; i < n; i++) p[i] = (int32_t)i;
-    for (int64_t i = n - 1; i > 0; i--) { int64_t j = rnd_u32() % (uint64_t)(i + 1); int32_t t = p[i]; p[i] = p[j]; p[j] = t; }
+    for (int64_t i = n - 1; i > 0; i--) { int64_t j = tu_rnd_u32() % (uint64_t)(i + 1); int32_t t = p[i]; p[i] = p[j]; p[j] = t; }
     return p;
 }
 
@@ -177,7 +166,7 @@ static void test_rows_vs_ref(void **state) {
                 assert_int_equal(k_nm_pack(PARE_TYPE_F32, nat, P.rows, P.cols, perm, P.n, P.m, vt, &w), PARE_OK);
                 float *x = malloc((size_t)P.cols * sizeof(float)), *yr = malloc((size_t)P.rows * sizeof(float));
                 float *y = malloc((size_t)P.rows * sizeof(float)), *row = malloc((size_t)P.cols * sizeof(float));
-                for (int64_t c = 0; c < P.cols; c++) x[c] = rnd_normal();
+                for (int64_t c = 0; c < P.cols; c++) x[c] = tu_rnd_normal();
                 /* x in layout order rounded to int8, for the int8 rows of 8-bit values */
                 float *xl = malloc((size_t)P.cols * sizeof(float));
                 void *xbuf = vt == PARE_TYPE_Q8_0 ? aligned_alloc(64, k_xvec_bytes(P.cols) + 64) : NULL;
@@ -235,7 +224,7 @@ static void test_matmul(void **state) {
     assert_int_equal(k_nm_pack(PARE_TYPE_F32, nat, rows, cols, perm, 2, 4, PARE_TYPE_F32, &w), PARE_OK);
     float *X = malloc((size_t)(n * cols) * sizeof(float)), *Y = malloc((size_t)(n * rows) * sizeof(float));
     float *Yd = malloc((size_t)(n * rows) * sizeof(float)), *y = malloc((size_t)rows * sizeof(float));
-    for (int64_t i = 0; i < n * cols; i++) X[i] = rnd_normal();
+    for (int64_t i = 0; i < n * cols; i++) X[i] = tu_rnd_normal();
     k_nm_matmul(w, X, n, Y);
     k_matmul(PARE_TYPE_F32, nat, rows, cols, X, n, Yd);
     for (int64_t i = 0; i < n; i++) {
@@ -281,10 +270,10 @@ static void test_detect(void **state) {
     assert_int_equal(n, 0);
     free(b);
     float *d = malloc((size_t)(rows * cols) * sizeof(float)); /* dense, and 50% unstructured */
-    for (int64_t i = 0; i < rows * cols; i++) d[i] = rnd_normal() + 3.0f;
+    for (int64_t i = 0; i < rows * cols; i++) d[i] = tu_rnd_normal() + 3.0f;
     k_nm_detect(PARE_TYPE_F32, d, rows, cols, NULL, &n, &m);
     assert_int_equal(n, 0);
-    for (int64_t i = 0; i < rows * cols; i++) if (rnd_u32() & 1) d[i] = 0;
+    for (int64_t i = 0; i < rows * cols; i++) if (tu_rnd_u32() & 1) d[i] = 0;
     k_nm_detect(PARE_TYPE_F32, d, rows, cols, NULL, &n, &m);
     assert_int_equal(n, 0);
     free(d);

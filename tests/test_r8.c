@@ -31,17 +31,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd_u32(void) {
-    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 16);
-}
-static float rnd_normal(void) {
-    float s = 0;
-    for (int i = 0; i < 4; i++) s += (float)(rnd_u32() & 0xffffff) / 16777216.0f;
-    return s - 2.0f;
-}
-
 /* a rows x cols matrix of type, quantized by the reference from floats with a spread of
  * magnitudes per row; some blocks all zero */
 static uint8_t *random_matrix(int type, int64_t rows, int64_t cols) {
@@ -49,9 +38,9 @@ static uint8_t *random_matrix(int type, int64_t rows, int64_t cols) {
     uint8_t *d = malloc(rb * (size_t)rows);
     float *row = malloc((size_t)cols * sizeof(float));
     for (int64_t r = 0; r < rows; r++) {
-        const float s = ldexpf(1.0f, (int)(rnd_u32() % 9) - 4);
-        for (int64_t c = 0; c < cols; c++) row[c] = s * rnd_normal();
-        if (rnd_u32() % 5 == 0) memset(row + 32 * (rnd_u32() % (uint32_t)(cols / 32)), 0, 32 * sizeof(float));
+        const float s = ldexpf(1.0f, (int)(tu_rnd_u32() % 9) - 4);
+        for (int64_t c = 0; c < cols; c++) row[c] = s * tu_rnd_normal();
+        if (tu_rnd_u32() % 5 == 0) memset(row + 32 * (tu_rnd_u32() % (uint32_t)(cols / 32)), 0, 32 * sizeof(float));
         k_quant_row(type, row, d + (size_t)r * rb, cols);
     }
     free(row);
@@ -60,7 +49,7 @@ static uint8_t *random_matrix(int type, int64_t rows, int64_t cols) {
 
 static float *random_x(int64_t cols) {
     float *x = malloc((size_t)cols * sizeof(float));
-    for (int64_t c = 0; c < cols; c++) x[c] = rnd_normal() * ldexpf(1.0f, (int)(c / 32 % 5) - 2);
+    for (int64_t c = 0; c < cols; c++) x[c] = tu_rnd_normal() * ldexpf(1.0f, (int)(c / 32 % 5) - 2);
     if (cols >= 64) memset(x + 32, 0, 32 * sizeof(float)); /* an all-zero block of x */
     return x;
 }
@@ -180,7 +169,7 @@ static void test_matmul(void **state) {
         const int64_t rows = 37, cols = 256, n = 19;
         uint8_t *W = random_matrix(TYPES[t], rows, cols);
         float *X = malloc((size_t)(n * cols) * sizeof(float));
-        for (int64_t i = 0; i < n * cols; i++) X[i] = rnd_normal();
+        for (int64_t i = 0; i < n * cols; i++) X[i] = tu_rnd_normal();
         pare_r8 *w;
         assert_int_equal(k_r8_pack(TYPES[t], W, rows, cols, &w), PARE_OK);
         float *a = malloc((size_t)(n * rows) * sizeof(float)), *b = malloc((size_t)(n * rows) * sizeof(float));
@@ -240,6 +229,7 @@ static void test_model_logits(void **state) {
 }
 
 int main(void) {
+    tu_rng = 0x9e3779b97f4a7c15ull;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack_roundtrip),
         cmocka_unit_test(test_rows),

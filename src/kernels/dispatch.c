@@ -227,20 +227,6 @@ static int64_t panel_rows(int64_t rows, int64_t cols) {
     return p < K_ROW_CHUNK ? K_ROW_CHUNK : p;
 }
 
-void k_panel_slow_rows(void (*deq)(const void *ctx, int64_t r, float *dst), const void *ctx, int64_t r0, int64_t p,
-                       int64_t cols, const float *X, int64_t n, float *Y, int64_t ldy) {
-    float *row = malloc((size_t)cols * sizeof(float));
-    for (int64_t r = r0; r < r0 + p; r++) {
-        if (row) deq(ctx, r, row);
-        for (int64_t i = 0; i < n; i++) {
-            double s = 0;
-            for (int64_t c = 0; row && c < cols; c++) s += (double)row[c] * X[i * cols + c];
-            Y[i * ldy + r] = row ? (float)s : NAN;
-        }
-    }
-    free(row);
-}
-
 void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const float *X, int64_t n, float *Y) {
     if (n <= 0 || rows <= 0) return;
     const int blas_ok = n <= INT_MAX && rows <= INT_MAX && cols <= INT_MAX;
@@ -299,6 +285,38 @@ void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const f
     }
     openblas_set_num_threads(blas_threads);
     free(Xt);
+}
+
+typedef struct { void (*deq)(const void *ctx, int64_t r, float *dst); const void *ctx; } row_src;
+
+static void row_src_f32(const void *c, int64_t r0, int64_t p, int64_t cols, int64_t ld, float *dst) {
+    const row_src *s = c;
+    (void)cols;
+    for (int64_t r = 0; r < p; r++) s->deq(s->ctx, r0 + r, dst + r * ld);
+}
+
+/* no scratch for a panel: row by row through a malloc'ed buffer, dots in double (NaN without
+ * memory) */
+static void row_src_slow(const void *c, int64_t r0, int64_t p, int64_t cols, const float *X, int64_t n, float *Y,
+                         int64_t ldy) {
+    const row_src *s = c;
+    float *row = malloc((size_t)cols * sizeof(float));
+    for (int64_t r = r0; r < r0 + p; r++) {
+        if (row) s->deq(s->ctx, r, row);
+        for (int64_t i = 0; i < n; i++) {
+            double d = 0;
+            for (int64_t k = 0; row && k < cols; k++) d += (double)row[k] * X[i * cols + k];
+            Y[i * ldy + r] = row ? (float)d : NAN;
+        }
+    }
+    free(row);
+}
+
+void k_matmul_rows(void (*deq)(const void *ctx, int64_t r, float *dst), const void *ctx, int64_t rows, int64_t cols,
+                   const float *X, int64_t n, float *Y) {
+    const row_src s = {deq, ctx};
+    const k_panel_src src = {NULL, row_src_f32, row_src_slow, &s};
+    k_matmul_panels(&src, rows, cols, X, n, Y);
 }
 
 typedef struct { const k_ops *op; const uint8_t *W; size_t rb; } dense_src;

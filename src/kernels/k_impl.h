@@ -119,11 +119,10 @@ typedef struct k_panel_src {
     const void *ctx;
 } k_panel_src;
 void k_matmul_panels(const k_panel_src *src, int64_t rows, int64_t cols, const float *X, int64_t n, float *Y);
-/* A k_panel_src.slow for layouts that give one dense row at a time (deq(ctx, r, dst), cols
- * floats): each row dequantized into a malloc'ed buffer and dotted in double (NaN without
- * memory). */
-void k_panel_slow_rows(void (*deq)(const void *ctx, int64_t r, float *dst), const void *ctx, int64_t r0, int64_t p,
-                       int64_t cols, const float *X, int64_t n, float *Y, int64_t ldy);
+/* k_matmul_panels for a layout that gives one dense F32 row at a time: deq(ctx, r, dst)
+ * writes row r (cols floats, natural column order). */
+void k_matmul_rows(void (*deq)(const void *ctx, int64_t r, float *dst), const void *ctx, int64_t rows, int64_t cols,
+                   const float *X, int64_t n, float *Y);
 
 /* Y[i * ldy + r] = dot(X row i, W row r) for i < n, r < p, with X given transposed in blocks
  * of 32 tokens: token 32 b + j, column k at Xt[b K 32 + 32 k + j] (ldt = 32; the padding

@@ -279,19 +279,8 @@ void k_nm_matvec(const pare_nm *w, const float *x, float *y) {
     free(own);
 }
 
-static void nm_rows_f32(const void *ctx, int64_t r0, int64_t p, int64_t cols, int64_t ld, float *dst) {
-    (void)cols;
-    for (int64_t r = 0; r < p; r++) k_nm_dequant_row(ctx, r0 + r, dst + r * ld);
-}
-
-static void nm_slow_deq(const void *ctx, int64_t r, float *dst) { k_nm_dequant_row(ctx, r, dst); }
-
-static void nm_slow(const void *ctx, int64_t r0, int64_t p, int64_t cols, const float *X, int64_t n, float *Y,
-                    int64_t ldy) {
-    k_panel_slow_rows(nm_slow_deq, ctx, r0, p, cols, X, n, Y, ldy);
-}
+static void nm_row(const void *ctx, int64_t r, float *dst) { k_nm_dequant_row(ctx, r, dst); }
 
 void k_nm_matmul(const pare_nm *w, const float *X, int64_t n, float *Y) {
-    const k_panel_src src = {NULL, nm_rows_f32, nm_slow, w};
-    k_matmul_panels(&src, w->rows, w->cols, X, n, Y);
+    k_matmul_rows(nm_row, w, w->rows, w->cols, X, n, Y);
 }

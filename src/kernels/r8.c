@@ -155,19 +155,8 @@ void k_r8_matvec(const pare_r8 *w, const float *x, float *y) {
     }
 }
 
-static void r8_rows_f32(const void *ctx, int64_t r0, int64_t p, int64_t cols, int64_t ld, float *dst) {
-    (void)cols;
-    for (int64_t r = 0; r < p; r++) k_r8_dequant_row(ctx, r0 + r, dst + r * ld);
-}
-
-static void r8_slow_deq(const void *ctx, int64_t r, float *dst) { k_r8_dequant_row(ctx, r, dst); }
-
-static void r8_slow(const void *ctx, int64_t r0, int64_t p, int64_t cols, const float *X, int64_t n, float *Y,
-                    int64_t ldy) {
-    k_panel_slow_rows(r8_slow_deq, ctx, r0, p, cols, X, n, Y, ldy);
-}
+static void r8_row(const void *ctx, int64_t r, float *dst) { k_r8_dequant_row(ctx, r, dst); }
 
 void k_r8_matmul(const pare_r8 *w, const float *X, int64_t n, float *Y) {
-    const k_panel_src src = {NULL, r8_rows_f32, r8_slow, w};
-    k_matmul_panels(&src, w->rows, w->cols, X, n, Y);
+    k_matmul_rows(r8_row, w, w->rows, w->cols, X, n, Y);
 }
