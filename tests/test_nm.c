@@ -21,6 +21,7 @@
 #include "model/synth.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,6 +215,84 @@ static void test_rows_vs_ref(void **state) {
     print_message("   %d rows checked against the reference\n", checked);
 }
 
+/* ---- 2:4 F16 with eight rows interleaved ----------------------------------------------- */
+/* Interleaving keeps every value: each row decodes to exactly the row layout's row (both
+ * ISAs' expansions, with and without a channel order); every ISA's rows equal the row
+ * layout's reference within the float summation bound, on 1 and 2 threads; matmul equals the
+ * row layout's matmul; and only 2:4 F16 is accepted. */
+static void test_interleave(void **state) {
+    (void)state;
+    const pare_isa isas[] = {PARE_ISA_REF, PARE_ISA_AVX2};
+    int checked = 0;
+    for (size_t pi = 0; pi < sizeof PATS / sizeof *PATS; pi++) {
+        const pat P = PATS[pi];
+        if (P.n != 2 || P.m != 4) continue;
+        for (int usep = 0; usep < 2; usep++) {
+            float *lay = nm_dense(P.rows, P.cols, 2, 4);
+            int32_t *perm = usep ? random_perm(P.cols) : NULL;
+            float *nat = perm ? unpermute(lay, P.rows, P.cols, perm) : lay;
+            pare_nm *a, *b;
+            assert_int_equal(k_nm_pack(PARE_TYPE_F32, nat, P.rows, P.cols, perm, 2, 4, PARE_TYPE_F16, &a), PARE_OK);
+            assert_int_equal(k_nm_pack(PARE_TYPE_F32, nat, P.rows, P.cols, perm, 2, 4, PARE_TYPE_F16, &b), PARE_OK);
+            assert_int_equal(k_nm_interleave(b), PARE_OK);
+            assert_non_null(b->ilv);
+            assert_null(b->vals);
+            const int64_t R = P.rows, C = P.cols;
+            float *x = malloc((size_t)C * sizeof(float)), *ya = malloc((size_t)R * sizeof(float)), *yb = malloc((size_t)R * sizeof(float));
+            float *ra = malloc((size_t)C * sizeof(float)), *rb = malloc((size_t)C * sizeof(float));
+            for (int64_t c = 0; c < C; c++) x[c] = tu_rnd_normal();
+            k_set_isa(PARE_ISA_REF);
+            k_nm_matvec(a, x, ya);
+            for (size_t i = 0; i < 2; i++) {
+                if (k_set_isa(isas[i]) != isas[i]) continue;
+                for (int64_t r = R - 1; r >= 0; r--) { /* backwards: each row group is expanded anew */
+                    k_nm_dequant_row(a, r, ra);
+                    k_nm_dequant_row(b, r, rb);
+                    assert_memory_equal(ra, rb, (size_t)C * sizeof(float));
+                }
+                for (int th = 1; th <= 2; th++) {
+                    omp_set_num_threads(th);
+                    k_nm_matvec(b, x, yb);
+                    for (int64_t r = 0; r < R; r++) {
+                        k_nm_dequant_row(a, r, ra);
+                        double mag = 0;
+                        for (int64_t c = 0; c < C; c++) mag += fabs((double)ra[perm ? perm[c] : c] * x[perm ? perm[c] : c]);
+                        if (!(fabs(yb[r] - ya[r]) <= 2e-6 * mag + 1e-30))
+                            fail_msg("interleaved %s %lld x %lld perm %d: row %lld got %.9g, ref %.9g", k_isa_name(isas[i]),
+                                     (long long)R, (long long)C, usep, (long long)r, yb[r], ya[r]);
+                        checked++;
+                    }
+                }
+                omp_set_num_threads(2);
+            }
+            /* prefill */
+            const int64_t n = 7;
+            float *X = malloc((size_t)(n * C) * sizeof(float)), *Ya = malloc((size_t)(n * R) * sizeof(float));
+            float *Yb = malloc((size_t)(n * R) * sizeof(float));
+            for (int64_t i = 0; i < n * C; i++) X[i] = tu_rnd_normal();
+            k_nm_matmul(a, X, n, Ya);
+            k_nm_matmul(b, X, n, Yb);
+            assert_memory_equal(Ya, Yb, (size_t)(n * R) * sizeof(float)); /* the same dense rows, the same sgemm */
+            k_set_isa(PARE_ISA_AVX512);
+            free(X); free(Ya); free(Yb); free(x); free(ya); free(yb); free(ra); free(rb);
+            k_nm_free(a); k_nm_free(b);
+            if (perm) { free(nat); free(perm); }
+            free(lay);
+        }
+    }
+    /* only 2:4 with F16 values */
+    float *d = nm_dense(8, 64, 4, 8);
+    pare_nm *w;
+    assert_int_equal(k_nm_pack(PARE_TYPE_F32, d, 8, 64, NULL, 4, 8, PARE_TYPE_F16, &w), PARE_OK);
+    assert_int_equal(k_nm_interleave(w), PARE_ERR_ARG);
+    k_nm_free(w);
+    assert_int_equal(k_nm_pack(PARE_TYPE_F32, d, 8, 64, NULL, 4, 8, PARE_TYPE_F32, &w), PARE_OK);
+    assert_int_equal(k_nm_interleave(w), PARE_ERR_ARG);
+    k_nm_free(w);
+    free(d);
+    print_message("   %d interleaved rows checked against the row layout\n", checked);
+}
+
 /* ---- matmul = matvec per token, and = the dense matmul ----------------------------------- */
 static void test_matmul(void **state) {
     (void)state;
@@ -364,7 +443,8 @@ static void test_model_logits(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack_roundtrip), cmocka_unit_test(test_rows_vs_ref), cmocka_unit_test(test_matmul),
-        cmocka_unit_test(test_detect),         cmocka_unit_test(test_pack_refuses), cmocka_unit_test(test_model_logits),
+        cmocka_unit_test(test_detect),         cmocka_unit_test(test_pack_refuses), cmocka_unit_test(test_interleave),
+        cmocka_unit_test(test_model_logits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

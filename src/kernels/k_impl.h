@@ -106,7 +106,7 @@ pare_isa k_cpu_isa(void);
 
 /* Growing per-thread scratch buffers, freed when the thread exits; NULL if out of memory
  * (callers then take a path that needs none). 64-byte aligned. */
-enum { K_SCRATCH_X, K_SCRATCH_PANEL, K_SCRATCH_NM, K_SCRATCH_R8, K_SCRATCH_N };
+enum { K_SCRATCH_X, K_SCRATCH_PANEL, K_SCRATCH_NM, K_SCRATCH_R8, K_SCRATCH_NM8, K_SCRATCH_N };
 void *k_scratch(int slot, size_t bytes);
 
 /* The panel driver behind k_matmul and k_nm_matmul (see k_matmul for the scheme): W's rows
@@ -161,7 +161,17 @@ typedef void (*k_nm_deq_fn)(const pare_nm *w, int64_t r, float *dst);
  * layout's column order; its blocks of 32 are the values' scale blocks), as the dense Q8_0
  * rows do; NULL: the exact rows */
 typedef void (*k_nm_rows_xq_fn)(const pare_nm *w, int64_t r0, int64_t r1, const k_xvec *x, float *y);
-typedef struct { k_nm_rows_fn rows[K_NM_NTYPES]; k_nm_deq_fn deq[K_NM_NTYPES]; k_nm_rows_xq_fn rows_q8xq; } k_nm_ops;
+/* rows of an interleaved 2:4 F16 matrix (nm.h, k_nm_interleave) for row groups g0 <= G < g1,
+ * x in the layout's order; and row group G expanded to 8 dense rows (stride cols floats) */
+typedef void (*k_nm_ilv_rows_fn)(const pare_nm *w, int64_t g0, int64_t g1, const float *x, float *y);
+typedef void (*k_nm_ilv_deq_fn)(const pare_nm *w, int64_t G, float *dst);
+typedef struct {
+    k_nm_rows_fn rows[K_NM_NTYPES];
+    k_nm_deq_fn deq[K_NM_NTYPES];
+    k_nm_rows_xq_fn rows_q8xq;
+    k_nm_ilv_rows_fn ilv_rows;
+    k_nm_ilv_deq_fn ilv_deq;
+} k_nm_ops;
 void k_nm_ops_ref(k_nm_ops *t);
 void k_nm_ops_avx2(k_nm_ops *t);
 void k_nm_ops_avx512(k_nm_ops *t);

@@ -105,8 +105,91 @@ void k_nm_detect(int type, const void *W, int64_t rows, int64_t cols, const int3
 
 void k_nm_free(pare_nm *w) {
     if (!w) return;
-    free(w->vals); free(w->mask); free(w->scale); free(w->perm);
+    free(w->vals); free(w->mask); free(w->scale); free(w->perm); free(w->ilv);
     free(w);
+}
+
+/* ---- eight rows interleaved (2:4, F16 values) ------------------------------------------- */
+#define ILV_BLOCK 36
+
+int k_nm_ilv_wanted(const pare_nm *w) {
+    const char *e = getenv("PARE_NM8");
+    if (e && !strcmp(e, "0")) return 0;
+    return k_isa() == PARE_ISA_AVX2 && w->n == 2 && w->m == 4 && w->vtype == PARE_TYPE_F16 && !w->ilv;
+}
+
+pare_status k_nm_interleave(pare_nm *w) {
+    static uint64_t next_id; /* atomically below: two threads may interleave at once */
+    if (w->ilv) return PARE_OK;
+    if (w->n != 2 || w->m != 4 || w->vtype != PARE_TYPE_F16)
+        return pare_fail(PARE_ERR_ARG, "N:M: only 2:4 with F16 values interleaves (got %d:%d %s)", w->n, w->m,
+                         pare_type_name(w->vtype));
+    const int64_t ng = w->cols / 4, groups = (w->rows + 7) / 8;
+    size_t bytes;
+    if (!pare_mul_ok((size_t)groups * (size_t)ng, ILV_BLOCK, &bytes)) return pare_fail(PARE_ERR_NOMEM, "N:M: matrix too large");
+    uint8_t *ilv = k_alloc_weights(bytes + 64, NULL); /* SIMD loads read ahead */
+    if (!ilv) return pare_fail(PARE_ERR_NOMEM, "N:M: out of memory interleaving a %lld x %lld matrix", (long long)w->rows,
+                               (long long)w->cols);
+    memset(ilv + bytes, 0, 64);
+#pragma omp parallel for schedule(static)
+    for (int64_t G = 0; G < groups; G++)
+        for (int64_t g = 0; g < ng; g++) {
+            uint8_t *b = ilv + ((size_t)G * (size_t)ng + (size_t)g) * ILV_BLOCK;
+            uint32_t pos = 0;
+            memset(b, 0, 32);
+            for (int j = 0; j < 8; j++) {
+                const int64_t r = 8 * G + j;
+                int p[2] = {0, 1}, k = 0;
+                if (r < w->rows) {
+                    for (int c = 0; c < 4; c++)
+                        if (kept(w, r, 4 * g + c)) p[k++] = c; /* exactly two per group (nm.h) */
+                    memcpy(b + 2 * j, w->vals + (size_t)r * w->vstride + 2 * (size_t)(2 * g), 2);
+                    memcpy(b + 16 + 2 * j, w->vals + (size_t)r * w->vstride + 2 * (size_t)(2 * g + 1), 2);
+                }
+                pos |= (uint32_t)(p[0] | p[1] << 2) << (4 * j);
+            }
+            memcpy(b + 32, &pos, 4);
+        }
+    free(w->vals); free(w->mask);
+    w->vals = w->mask = NULL;
+    w->ilv = ilv;
+    w->bytes = bytes + (w->perm ? (size_t)w->cols * sizeof(int32_t) : 0);
+#pragma omp atomic capture
+    w->id = ++next_id;
+    return PARE_OK;
+}
+
+/* the reference: row by row, values in layout order, sums in float */
+static void ilv_rows_ref(const pare_nm *w, int64_t g0, int64_t g1, const float *x, float *y) {
+    const int64_t ng = w->cols / 4;
+    for (int64_t G = g0; G < g1; G++)
+        for (int j = 0; j < 8 && 8 * G + j < w->rows; j++) {
+            float s = 0;
+            for (int64_t g = 0; g < ng; g++) {
+                const uint8_t *b = w->ilv + ((size_t)G * (size_t)ng + (size_t)g) * ILV_BLOCK;
+                uint16_t h0, h1;
+                uint32_t pos;
+                memcpy(&h0, b + 2 * j, 2); memcpy(&h1, b + 16 + 2 * j, 2); memcpy(&pos, b + 32, 4);
+                s += pare_f16_to_f32(h0) * x[4 * g + (pos >> (4 * j) & 3)] + pare_f16_to_f32(h1) * x[4 * g + (pos >> (4 * j + 2) & 3)];
+            }
+            y[8 * G + j] = s;
+        }
+}
+
+static void ilv_deq_ref(const pare_nm *w, int64_t G, float *dst) {
+    const int64_t ng = w->cols / 4;
+    memset(dst, 0, 8 * (size_t)w->cols * sizeof(float));
+    for (int64_t g = 0; g < ng; g++) {
+        const uint8_t *b = w->ilv + ((size_t)G * (size_t)ng + (size_t)g) * ILV_BLOCK;
+        uint32_t pos;
+        memcpy(&pos, b + 32, 4);
+        for (int j = 0; j < 8; j++) {
+            uint16_t h0, h1;
+            memcpy(&h0, b + 2 * j, 2); memcpy(&h1, b + 16 + 2 * j, 2);
+            dst[(size_t)j * (size_t)w->cols + 4 * g + (pos >> (4 * j) & 3)] = pare_f16_to_f32(h0);
+            dst[(size_t)j * (size_t)w->cols + 4 * g + (pos >> (4 * j + 2) & 3)] = pare_f16_to_f32(h1);
+        }
+    }
 }
 
 pare_status k_nm_pack(int type, const void *W, int64_t rows, int64_t cols, const int32_t *perm, int n, int m,
@@ -219,6 +302,8 @@ static void ref_deq(const pare_nm *w, int64_t r, float *dst) {
 void k_nm_ops_ref(k_nm_ops *t) {
     for (int i = 0; i < K_NM_NTYPES; i++) { t->rows[i] = ref_rows; t->deq[i] = ref_deq; }
     t->rows_q8xq = NULL;
+    t->ilv_rows = ilv_rows_ref;
+    t->ilv_deq = ilv_deq_ref;
 }
 
 /* ---- drivers ---------------------------------------------------------------------------- */
@@ -234,9 +319,38 @@ static void bind_all(void) {
     if (cpu >= PARE_ISA_AVX512) k_nm_ops_avx512(&g_tab[PARE_ISA_AVX512]);
 }
 
+/* row r of an interleaved matrix in layout order: its row group expanded once into a
+ * per-thread cache (prefill asks for the rows in runs), without one, the reference */
+typedef struct { uint64_t id; int64_t G; const float *cache; } ilv_key;
+static _Thread_local ilv_key g_ilv_key;
+
+static void ilv_row(const pare_nm *w, int64_t r, float *dst) {
+    const int64_t G = r / 8, cols = w->cols;
+    float *cache = k_scratch(K_SCRATCH_NM8, 8 * (size_t)cols * sizeof(float));
+    if (!cache) {
+        const int j = (int)(r % 8);
+        const int64_t ng = cols / 4;
+        memset(dst, 0, (size_t)cols * sizeof(float));
+        for (int64_t g = 0; g < ng; g++) {
+            const uint8_t *b = w->ilv + ((size_t)G * (size_t)ng + (size_t)g) * ILV_BLOCK;
+            uint16_t h0, h1;
+            uint32_t pos;
+            memcpy(&h0, b + 2 * j, 2); memcpy(&h1, b + 16 + 2 * j, 2); memcpy(&pos, b + 32, 4);
+            dst[4 * g + (pos >> (4 * j) & 3)] = pare_f16_to_f32(h0);
+            dst[4 * g + (pos >> (4 * j + 2) & 3)] = pare_f16_to_f32(h1);
+        }
+        return;
+    }
+    if (g_ilv_key.id != w->id || g_ilv_key.G != G || g_ilv_key.cache != cache) {
+        g_tab[k_isa()].ilv_deq(w, G, cache);
+        g_ilv_key = (ilv_key){w->id, G, cache};
+    }
+    memcpy(dst, cache + (size_t)(r % 8) * (size_t)cols, (size_t)cols * sizeof(float));
+}
+
 void k_nm_dequant_row(const pare_nm *w, int64_t r, float *dst) {
     pthread_once(&g_once, bind_all);
-    const k_nm_deq_fn fn = g_tab[k_isa()].deq[nm_slot(w->vtype)];
+    const k_nm_deq_fn fn = w->ilv ? ilv_row : g_tab[k_isa()].deq[nm_slot(w->vtype)];
     if (!w->perm) { fn(w, r, dst); return; }
     float *tmp = k_scratch(K_SCRATCH_NM, (size_t)w->cols * sizeof(float));
     if (tmp) {
@@ -261,6 +375,13 @@ void k_nm_matvec(const pare_nm *w, const float *x, float *y) {
         xp = buf;
     }
     const k_nm_ops *t = &g_tab[k_isa()];
+    if (w->ilv) { /* chunks of K_ROW_CHUNK rows: two row groups */
+        const int64_t groups = (w->rows + 7) / 8, nchunk = (groups + 1) / 2;
+#pragma omp parallel for schedule(static) if ((double)w->bytes >= K_PAR_BYTES)
+        for (int64_t c = 0; c < nchunk; c++) t->ilv_rows(w, 2 * c, 2 * c + 2 < groups ? 2 * c + 2 : groups, xp, y);
+        free(own);
+        return;
+    }
     const k_nm_rows_fn fn = t->rows[s];
     /* 8-bit values where the ISA has int8 rows: x rounded to int8 per block of 32 (no memory
      * for it: the exact rows) */

@@ -28,7 +28,9 @@ typedef struct pare_nm {
     uint8_t *vals, *mask;
     uint16_t *scale;   /* Q8_0 only */
     int32_t *perm;     /* owned copy or NULL */
-    size_t bytes;      /* resident bytes of vals, mask, scale and perm */
+    size_t bytes;      /* resident bytes of vals, mask, scale and perm (or ilv and perm) */
+    uint8_t *ilv;      /* 2:4 F16 with eight rows interleaved (k_nm_interleave), or NULL */
+    uint64_t id;       /* set by k_nm_interleave: tells matrices apart in per-thread caches */
 } pare_nm;
 
 /* The most compact N:M pattern that W (rows x cols of type, columns read in the order perm
@@ -43,6 +45,21 @@ void k_nm_detect(int type, const void *W, int64_t rows, int64_t cols, const int3
 pare_status k_nm_pack(int type, const void *W, int64_t rows, int64_t cols, const int32_t *perm, int n, int m,
                       int vtype, pare_nm **out);
 void k_nm_free(pare_nm *w);
+
+/* 2:4 with F16 values, eight rows interleaved, for the AVX2 matvec: each 32-bit lane of a
+ * vector is one row, so the x gather needs no tables and no horizontal sums (the row layout
+ * above gathers x with a table lookup per eight values, and that, not the bytes, bounded its
+ * speed on Zen 3). Row group G (rows 8G..8G+7, the last padded with zero rows) and column
+ * group g (layout columns 4g..4g+3) hold, at ilv + (G * cols / 4 + g) * 36:
+ *   v0[8]  F16: the first kept value of each of the eight rows
+ *   v1[8]  F16: the second
+ *   pos    uint32: row j's two kept positions p0 < p1 (0-3) at bits 4j..4j+1 and 4j+2..4j+3
+ * 36 bytes per 32 weights: the same 9 bits per weight. vals and mask are freed; the drivers
+ * below (matvec, dequant_row, matmul) handle the form, the per-ISA row kernels never see it.
+ * k_nm_ilv_wanted: the bound ISA is AVX2, the matrix 2:4 with F16 values (environment
+ * PARE_NM8=0 turns it off, for comparisons). */
+int k_nm_ilv_wanted(const pare_nm *w);
+pare_status k_nm_interleave(pare_nm *w);
 
 /* y = W x (x in natural input order). Rows split over OpenMP threads in fixed chunks, so the
  * result does not depend on the thread count. Float values are used exactly with the exact

@@ -286,7 +286,114 @@ NM_DEQ(deq_f16, ld_f16, 0)
 NM_DEQ(deq_bf16, ld_bf16, 0)
 NM_DEQ(deq_q8, ld_i8, 1)
 
+/* ---- 2:4 F16, eight rows interleaved (nm.h) -------------------------------------------- */
+/* Per column group: x's four columns broadcast to both halves, the position word shifted so
+ * that each row's lane holds its position in bits 0-1 (vpermilps reads only those), one
+ * vpermilps per value slot. Two column groups a step, four accumulators (two were bound by
+ * the FMA latency). Measured in a test binary on one Zen 3 core: 40.7 GB/s against 15.7 for
+ * the row layout's gather. */
+#define ILV_BLOCK 36
+#ifndef NM8_PF
+#define NM8_PF 32768
+#endif
+static inline void ilv_store(const pare_nm *w, int64_t G, __m256 acc, float *y) {
+    if (8 * G + 8 <= w->rows) { _mm256_storeu_ps(y + 8 * G, acc); return; }
+    float t[8];
+    _mm256_storeu_ps(t, acc);
+    for (int64_t j = 0; 8 * G + j < w->rows; j++) y[8 * G + j] = t[j];
+}
+
+/* one column group g of a row group's stream b: both value slots into a0, a1 */
+#define ILV_STEP(b, xg, a0, a1)                                                                       \
+    do {                                                                                              \
+        uint32_t pw_;                                                                                 \
+        memcpy(&pw_, (b) + 32, 4);                                                                    \
+        const __m256i c_ = _mm256_set1_epi32((int)pw_);                                               \
+        a0 = _mm256_fmadd_ps(ld_f16((b), 0), _mm256_permutevar_ps(xg, _mm256_srlv_epi32(c_, s0)), a0); \
+        a1 = _mm256_fmadd_ps(ld_f16((b), 8), _mm256_permutevar_ps(xg, _mm256_srlv_epi32(c_, s1)), a1); \
+    } while (0)
+
+static void ilv_rows(const pare_nm *w, int64_t g0, int64_t g1, const float *x, float *y) {
+    const int64_t ng = w->cols / 4;
+    const __m256i s0 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), s1 = _mm256_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30);
+    int64_t G = g0;
+    for (; G + 2 <= g1; G += 2) { /* two row groups: two weight streams, x broadcast once */
+        const uint8_t *b = w->ilv + (size_t)G * (size_t)ng * ILV_BLOCK, *c = b + (size_t)ng * ILV_BLOCK;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, d0 = a0, d1 = a0;
+        for (int64_t g = 0; g < ng; g++, b += ILV_BLOCK, c += ILV_BLOCK) {
+            if (g % 2 == 0) {
+                _mm_prefetch((const char *)b + NM8_PF, _MM_HINT_T0);
+                _mm_prefetch((const char *)b + NM8_PF + 64, _MM_HINT_T0);
+                _mm_prefetch((const char *)c + NM8_PF, _MM_HINT_T0);
+                _mm_prefetch((const char *)c + NM8_PF + 64, _MM_HINT_T0);
+            }
+            const __m256 xg = _mm256_broadcast_ps((const __m128 *)(x + 4 * g));
+            ILV_STEP(b, xg, a0, a1);
+            ILV_STEP(c, xg, d0, d1);
+        }
+        ilv_store(w, G, _mm256_add_ps(a0, a1), y);
+        ilv_store(w, G + 1, _mm256_add_ps(d0, d1), y);
+    }
+    for (; G < g1; G++) { /* one row group: two column groups a step, four accumulators */
+        const uint8_t *b = w->ilv + (size_t)G * (size_t)ng * ILV_BLOCK;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int64_t g = 0;
+        for (; g + 2 <= ng; g += 2, b += 2 * ILV_BLOCK) {
+            _mm_prefetch((const char *)b + NM8_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)b + NM8_PF + 64, _MM_HINT_T0);
+            const __m256 xa = _mm256_broadcast_ps((const __m128 *)(x + 4 * g)), xb = _mm256_broadcast_ps((const __m128 *)(x + 4 * g + 4));
+            ILV_STEP(b, xa, a0, a1);
+            ILV_STEP(b + ILV_BLOCK, xb, a2, a3);
+        }
+        if (g < ng) {
+            const __m256 xa = _mm256_broadcast_ps((const __m128 *)(x + 4 * g));
+            ILV_STEP(b, xa, a0, a1);
+        }
+        ilv_store(w, G, _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3)), y);
+    }
+}
+
+/* row group G as eight dense rows: per column group, column c of the eight rows is v0 where
+ * p0 == c, v1 where p1 == c, else 0; then a 4 x 8 transpose to rows */
+static void ilv_deq(const pare_nm *w, int64_t G, float *dst) {
+    const int64_t ng = w->cols / 4, cols = w->cols;
+    const __m256i s0 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), s1 = _mm256_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30);
+    const __m256i three = _mm256_set1_epi32(3);
+    const uint8_t *b = w->ilv + (size_t)G * (size_t)ng * ILV_BLOCK;
+    for (int64_t g = 0; g < ng; g++, b += ILV_BLOCK) {
+        const __m256 v0 = ld_f16(b, 0), v1 = ld_f16(b, 8);
+        uint32_t pw;
+        memcpy(&pw, b + 32, 4);
+        const __m256i B = _mm256_set1_epi32((int)pw);
+        const __m256i p0 = _mm256_and_si256(_mm256_srlv_epi32(B, s0), three), p1 = _mm256_and_si256(_mm256_srlv_epi32(B, s1), three);
+        __m256 c[4];
+        for (int k = 0; k < 4; k++) {
+            const __m256i kk = _mm256_set1_epi32(k);
+            c[k] = _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(p0, kk)), v0),
+                                _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(p1, kk)), v1));
+        }
+        /* rows j (lanes) x columns k -> row-major: t01 = (c0 c1) interleaved, t23 likewise */
+        const __m256 t0 = _mm256_unpacklo_ps(c[0], c[1]), t1 = _mm256_unpackhi_ps(c[0], c[1]);
+        const __m256 t2 = _mm256_unpacklo_ps(c[2], c[3]), t3 = _mm256_unpackhi_ps(c[2], c[3]);
+        const __m256 r0 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2))); /* rows 0 | 4 */
+        const __m256 r1 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2))); /* rows 1 | 5 */
+        const __m256 r2 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3))); /* rows 2 | 6 */
+        const __m256 r3 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3))); /* rows 3 | 7 */
+        float *d = dst + 4 * g;
+        _mm_storeu_ps(d, _mm256_castps256_ps128(r0));
+        _mm_storeu_ps(d + cols, _mm256_castps256_ps128(r1));
+        _mm_storeu_ps(d + 2 * cols, _mm256_castps256_ps128(r2));
+        _mm_storeu_ps(d + 3 * cols, _mm256_castps256_ps128(r3));
+        _mm_storeu_ps(d + 4 * cols, _mm256_extractf128_ps(r0, 1));
+        _mm_storeu_ps(d + 5 * cols, _mm256_extractf128_ps(r1, 1));
+        _mm_storeu_ps(d + 6 * cols, _mm256_extractf128_ps(r2, 1));
+        _mm_storeu_ps(d + 7 * cols, _mm256_extractf128_ps(r3, 1));
+    }
+}
+
 void k_nm_ops_avx2(k_nm_ops *t) {
+    t->ilv_rows = ilv_rows;
+    t->ilv_deq = ilv_deq;
     lut_init();
     t->rows[K_NM_F32] = rows_f32;
     t->rows[K_NM_F16] = rows_f16;
