@@ -323,16 +323,22 @@ size_t pare_rss_bytes(void) {
     return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
 }
 
-size_t pare_rss_peak_bytes(void) {
-    FILE *f = fopen("/proc/self/status", "r");
+/* the "KEY: N kB" line of a /proc file, in bytes; 0 where absent */
+static size_t proc_kb(const char *path, const char *key) {
+    FILE *f = fopen(path, "r");
     char line[256];
+    const size_t n = strlen(key);
     size_t kb = 0;
     if (!f) return 0;
     while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmHWM:", 6)) { kb = (size_t)strtoull(line + 6, NULL, 10); break; }
+        if (!strncmp(line, key, n)) { kb = (size_t)strtoull(line + n, NULL, 10); break; }
     fclose(f);
     return kb * 1024;
 }
+
+size_t pare_rss_peak_bytes(void) { return proc_kb("/proc/self/status", "VmHWM:"); }
+
+size_t pare_mem_available_bytes(void) { return proc_kb("/proc/meminfo", "MemAvailable:"); }
 
 void pare_release_pages(const void *p, size_t n) {
     if (!p || !n) return;

@@ -92,6 +92,8 @@ void pare_release_pages(const void *p, size_t n);
 /* Resident set size of this process now, and its peak (Linux VmHWM); 0 where unknown. */
 size_t pare_rss_bytes(void);
 size_t pare_rss_peak_bytes(void);
+/* Memory the system can still give without swapping (Linux MemAvailable); 0 where unknown. */
+size_t pare_mem_available_bytes(void);
 /* Read a whole (small) file into a NUL-terminated malloc'ed buffer. */
 pare_status pare_read_file(const char *path, char **buf, size_t *len);
 

@@ -141,6 +141,8 @@ int load_engine(flags *f, const char *path, pare_model **m, pare_nm_summary *sum
     else if (!strcmp(sp, "q8")) want = PARE_TYPE_Q8_0;
     else if (!strcmp(sp, "off")) want = -1;
     else return die("unknown --sparse '%s' (auto, q8, off)", sp);
+    const char *lay = opt_str(f, "--layout", "engine");
+    if (strcmp(lay, "engine") && strcmp(lay, "file")) return die("unknown --layout '%s' (engine, file)", lay);
     int vote = opt_bool(f, "--vote");
     long ex = opt_int(f, "--exit", -1);
     if (load(f, path, m)) return 1;
@@ -165,8 +167,6 @@ int load_engine(flags *f, const char *path, pare_model **m, pare_nm_summary *sum
             fprintf(stderr, "pare %s: %d of %d block matrices are %d:%d sparse: compressed, %.1f MB -> %.1f MB (%.1f s)\n", g_cmd,
                     s.packed, s.matrices, s.n, s.m, (double)s.dense_bytes / 1e6, (double)s.packed_bytes / 1e6, pare_now() - t0);
     }
-    const char *lay = opt_str(f, "--layout", "engine");
-    if (strcmp(lay, "engine") && strcmp(lay, "file")) { pare_model_free(*m); *m = NULL; return die("unknown --layout '%s' (engine, file)", lay); }
     if (!strcmp(lay, "engine") && model_pack_engine(*m, NULL)) { pare_model_free(*m); *m = NULL; return die_st(); }
     if (sum) *sum = s;
     return 0;

@@ -110,7 +110,6 @@ void k_nm_free(pare_nm *w) {
 }
 
 /* ---- eight rows interleaved (2:4, F16 values) ------------------------------------------- */
-#define ILV_BLOCK 36
 
 int k_nm_ilv_wanted(const pare_nm *w) {
     const char *e = getenv("PARE_NM8");
@@ -126,7 +125,7 @@ pare_status k_nm_interleave(pare_nm *w) {
                          pare_type_name(w->vtype));
     const int64_t ng = w->cols / 4, groups = (w->rows + 7) / 8;
     size_t bytes;
-    if (!pare_mul_ok((size_t)groups * (size_t)ng, ILV_BLOCK, &bytes)) return pare_fail(PARE_ERR_NOMEM, "N:M: matrix too large");
+    if (!pare_mul_ok((size_t)groups * (size_t)ng, K_NM_ILV_BLOCK, &bytes)) return pare_fail(PARE_ERR_NOMEM, "N:M: matrix too large");
     uint8_t *ilv = k_alloc_weights(bytes + 64, NULL); /* SIMD loads read ahead */
     if (!ilv) return pare_fail(PARE_ERR_NOMEM, "N:M: out of memory interleaving a %lld x %lld matrix", (long long)w->rows,
                                (long long)w->cols);
@@ -134,7 +133,7 @@ pare_status k_nm_interleave(pare_nm *w) {
 #pragma omp parallel for schedule(static)
     for (int64_t G = 0; G < groups; G++)
         for (int64_t g = 0; g < ng; g++) {
-            uint8_t *b = ilv + ((size_t)G * (size_t)ng + (size_t)g) * ILV_BLOCK;
+            uint8_t *b = ilv + ((size_t)G * (size_t)ng + (size_t)g) * K_NM_ILV_BLOCK;
             uint32_t pos = 0;
             memset(b, 0, 32);
             for (int j = 0; j < 8; j++) {
@@ -159,37 +158,45 @@ pare_status k_nm_interleave(pare_nm *w) {
     return PARE_OK;
 }
 
+/* row j of row group G, column group g: its two values and their positions 0-3 */
+static inline void ilv_at(const pare_nm *w, int64_t G, int64_t g, int j, float *v0, float *v1, int *p0, int *p1) {
+    const uint8_t *b = w->ilv + ((size_t)G * (size_t)(w->cols / 4) + (size_t)g) * K_NM_ILV_BLOCK;
+    uint16_t h0, h1;
+    uint32_t pos;
+    memcpy(&h0, b + 2 * j, 2); memcpy(&h1, b + 16 + 2 * j, 2); memcpy(&pos, b + 32, 4);
+    *v0 = pare_f16_to_f32(h0); *v1 = pare_f16_to_f32(h1);
+    *p0 = (int)(pos >> (4 * j) & 3); *p1 = (int)(pos >> (4 * j + 2) & 3);
+}
+
+/* row r (padding rows included) as dense floats in layout order */
+static void ilv_row_ref(const pare_nm *w, int64_t r, float *dst) {
+    memset(dst, 0, (size_t)w->cols * sizeof(float));
+    for (int64_t g = 0; g < w->cols / 4; g++) {
+        float v0, v1;
+        int p0, p1;
+        ilv_at(w, r / 8, g, (int)(r % 8), &v0, &v1, &p0, &p1);
+        dst[4 * g + p0] = v0;
+        dst[4 * g + p1] = v1;
+    }
+}
+
 /* the reference: row by row, values in layout order, sums in float */
 static void ilv_rows_ref(const pare_nm *w, int64_t g0, int64_t g1, const float *x, float *y) {
-    const int64_t ng = w->cols / 4;
     for (int64_t G = g0; G < g1; G++)
         for (int j = 0; j < 8 && 8 * G + j < w->rows; j++) {
             float s = 0;
-            for (int64_t g = 0; g < ng; g++) {
-                const uint8_t *b = w->ilv + ((size_t)G * (size_t)ng + (size_t)g) * ILV_BLOCK;
-                uint16_t h0, h1;
-                uint32_t pos;
-                memcpy(&h0, b + 2 * j, 2); memcpy(&h1, b + 16 + 2 * j, 2); memcpy(&pos, b + 32, 4);
-                s += pare_f16_to_f32(h0) * x[4 * g + (pos >> (4 * j) & 3)] + pare_f16_to_f32(h1) * x[4 * g + (pos >> (4 * j + 2) & 3)];
+            for (int64_t g = 0; g < w->cols / 4; g++) {
+                float v0, v1;
+                int p0, p1;
+                ilv_at(w, G, g, j, &v0, &v1, &p0, &p1);
+                s += v0 * x[4 * g + p0] + v1 * x[4 * g + p1];
             }
             y[8 * G + j] = s;
         }
 }
 
 static void ilv_deq_ref(const pare_nm *w, int64_t G, float *dst) {
-    const int64_t ng = w->cols / 4;
-    memset(dst, 0, 8 * (size_t)w->cols * sizeof(float));
-    for (int64_t g = 0; g < ng; g++) {
-        const uint8_t *b = w->ilv + ((size_t)G * (size_t)ng + (size_t)g) * ILV_BLOCK;
-        uint32_t pos;
-        memcpy(&pos, b + 32, 4);
-        for (int j = 0; j < 8; j++) {
-            uint16_t h0, h1;
-            memcpy(&h0, b + 2 * j, 2); memcpy(&h1, b + 16 + 2 * j, 2);
-            dst[(size_t)j * (size_t)w->cols + 4 * g + (pos >> (4 * j) & 3)] = pare_f16_to_f32(h0);
-            dst[(size_t)j * (size_t)w->cols + 4 * g + (pos >> (4 * j + 2) & 3)] = pare_f16_to_f32(h1);
-        }
-    }
+    for (int j = 0; j < 8; j++) ilv_row_ref(w, 8 * G + j, dst + (size_t)j * (size_t)w->cols);
 }
 
 pare_status k_nm_pack(int type, const void *W, int64_t rows, int64_t cols, const int32_t *perm, int n, int m,
@@ -327,20 +334,7 @@ static _Thread_local ilv_key g_ilv_key;
 static void ilv_row(const pare_nm *w, int64_t r, float *dst) {
     const int64_t G = r / 8, cols = w->cols;
     float *cache = k_scratch(K_SCRATCH_NM8, 8 * (size_t)cols * sizeof(float));
-    if (!cache) {
-        const int j = (int)(r % 8);
-        const int64_t ng = cols / 4;
-        memset(dst, 0, (size_t)cols * sizeof(float));
-        for (int64_t g = 0; g < ng; g++) {
-            const uint8_t *b = w->ilv + ((size_t)G * (size_t)ng + (size_t)g) * ILV_BLOCK;
-            uint16_t h0, h1;
-            uint32_t pos;
-            memcpy(&h0, b + 2 * j, 2); memcpy(&h1, b + 16 + 2 * j, 2); memcpy(&pos, b + 32, 4);
-            dst[4 * g + (pos >> (4 * j) & 3)] = pare_f16_to_f32(h0);
-            dst[4 * g + (pos >> (4 * j + 2) & 3)] = pare_f16_to_f32(h1);
-        }
-        return;
-    }
+    if (!cache) { ilv_row_ref(w, r, dst); return; }
     if (g_ilv_key.id != w->id || g_ilv_key.G != G || g_ilv_key.cache != cache) {
         g_tab[k_isa()].ilv_deq(w, G, cache);
         g_ilv_key = (ilv_key){w->id, G, cache};

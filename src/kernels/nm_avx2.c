@@ -292,7 +292,6 @@ NM_DEQ(deq_q8, ld_i8, 1)
  * vpermilps per value slot. Two column groups a step, four accumulators (two were bound by
  * the FMA latency). Measured in a test binary on one Zen 3 core: 40.7 GB/s against 15.7 for
  * the row layout's gather. */
-#define ILV_BLOCK 36
 #ifndef NM8_PF
 #define NM8_PF 32768
 #endif
@@ -318,9 +317,9 @@ static void ilv_rows(const pare_nm *w, int64_t g0, int64_t g1, const float *x, f
     const __m256i s0 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), s1 = _mm256_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30);
     int64_t G = g0;
     for (; G + 2 <= g1; G += 2) { /* two row groups: two weight streams, x broadcast once */
-        const uint8_t *b = w->ilv + (size_t)G * (size_t)ng * ILV_BLOCK, *c = b + (size_t)ng * ILV_BLOCK;
+        const uint8_t *b = w->ilv + (size_t)G * (size_t)ng * K_NM_ILV_BLOCK, *c = b + (size_t)ng * K_NM_ILV_BLOCK;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, d0 = a0, d1 = a0;
-        for (int64_t g = 0; g < ng; g++, b += ILV_BLOCK, c += ILV_BLOCK) {
+        for (int64_t g = 0; g < ng; g++, b += K_NM_ILV_BLOCK, c += K_NM_ILV_BLOCK) {
             if (g % 2 == 0) {
                 _mm_prefetch((const char *)b + NM8_PF, _MM_HINT_T0);
                 _mm_prefetch((const char *)b + NM8_PF + 64, _MM_HINT_T0);
@@ -335,15 +334,15 @@ static void ilv_rows(const pare_nm *w, int64_t g0, int64_t g1, const float *x, f
         ilv_store(w, G + 1, _mm256_add_ps(d0, d1), y);
     }
     for (; G < g1; G++) { /* one row group: two column groups a step, four accumulators */
-        const uint8_t *b = w->ilv + (size_t)G * (size_t)ng * ILV_BLOCK;
+        const uint8_t *b = w->ilv + (size_t)G * (size_t)ng * K_NM_ILV_BLOCK;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         int64_t g = 0;
-        for (; g + 2 <= ng; g += 2, b += 2 * ILV_BLOCK) {
+        for (; g + 2 <= ng; g += 2, b += 2 * K_NM_ILV_BLOCK) {
             _mm_prefetch((const char *)b + NM8_PF, _MM_HINT_T0);
             _mm_prefetch((const char *)b + NM8_PF + 64, _MM_HINT_T0);
             const __m256 xa = _mm256_broadcast_ps((const __m128 *)(x + 4 * g)), xb = _mm256_broadcast_ps((const __m128 *)(x + 4 * g + 4));
             ILV_STEP(b, xa, a0, a1);
-            ILV_STEP(b + ILV_BLOCK, xb, a2, a3);
+            ILV_STEP(b + K_NM_ILV_BLOCK, xb, a2, a3);
         }
         if (g < ng) {
             const __m256 xa = _mm256_broadcast_ps((const __m128 *)(x + 4 * g));
@@ -359,8 +358,8 @@ static void ilv_deq(const pare_nm *w, int64_t G, float *dst) {
     const int64_t ng = w->cols / 4, cols = w->cols;
     const __m256i s0 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), s1 = _mm256_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30);
     const __m256i three = _mm256_set1_epi32(3);
-    const uint8_t *b = w->ilv + (size_t)G * (size_t)ng * ILV_BLOCK;
-    for (int64_t g = 0; g < ng; g++, b += ILV_BLOCK) {
+    const uint8_t *b = w->ilv + (size_t)G * (size_t)ng * K_NM_ILV_BLOCK;
+    for (int64_t g = 0; g < ng; g++, b += K_NM_ILV_BLOCK) {
         const __m256 v0 = ld_f16(b, 0), v1 = ld_f16(b, 8);
         uint32_t pw;
         memcpy(&pw, b + 32, 4);

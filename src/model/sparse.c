@@ -6,7 +6,6 @@
 #include "kernels/k_impl.h"
 #include "kernels/r8.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,18 +55,6 @@ pare_status model_pack_nm(pare_model *m, int want, pare_nm_summary *sum) {
     return PARE_OK;
 }
 
-/* bytes of memory the system can still give (MemAvailable), 0 if unknown */
-static size_t mem_available(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[128];
-    size_t kb = 0;
-    if (!f) return 0;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "MemAvailable:", 13)) { kb = (size_t)strtoull(line + 13, NULL, 10); break; }
-    fclose(f);
-    return kb * 1024;
-}
-
 /* the mapped block matrices and output head the engine re-lays */
 static int engine_tensors(pare_model *m, pare_tensor **ts) {
     int n = 0;
@@ -90,7 +77,7 @@ pare_status model_pack_engine(pare_model *m, pare_engine_summary *sum) {
     size_t total = 0;
     for (int i = 0; i < n; i++) total += ts[i]->nbytes;
     /* copies leave the file's pages to the page cache: only when they fit in memory */
-    const size_t avail = mem_available();
+    const size_t avail = pare_mem_available_bytes();
     if (avail && total > avail / 10 * 9) { free(ts); if (sum) *sum = s; return PARE_OK; }
     pare_status st = PARE_OK;
     for (int i = 0; i < n && !st; i++) {
