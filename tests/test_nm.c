@@ -6,7 +6,8 @@
  * bound of the exact result); matmul equals matvec;
  * the detector finds the pattern a matrix has and none in a dense or unstructured one;
  * over-full groups are refused with the row named; and a whole model's logits with its
- * block matrices compressed equal the dense model's to 1e-5. */
+ * block matrices compressed equal the dense model's to 1e-5 (on AVX2 also with 2:4 8-bit
+ * values interleaved, against the dense Q8_0 rows, which round x to int8 alike). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,7 +70,7 @@ static float *unpermute(const float *lay, int64_t rows, int64_t cols, const int3
 typedef struct { int n, m; int64_t rows, cols; } pat;
 static const pat PATS[] = {{2, 4, 37, 4}, {2, 4, 19, 100}, {2, 4, 16, 256}, {2, 4, 5, 96}, {4, 8, 21, 264}, {1, 4, 9, 132},
                            {3, 8, 5, 40}, {5, 16, 7, 48}, {15, 16, 3, 304}, {2, 3, 11, 51}, {3, 5, 6, 95},
-                           {7, 16, 33, 1024}, {4, 8, 9, 160}};
+                           {7, 16, 33, 1024}, {4, 8, 9, 160}, {2, 4, 27, 320}};
 static const int VTYPES[] = {PARE_TYPE_F32, PARE_TYPE_F16, PARE_TYPE_BF16, PARE_TYPE_Q8_0};
 
 /* ---- pack/unpack is exact --------------------------------------------------------------- */
@@ -215,75 +216,100 @@ static void test_rows_vs_ref(void **state) {
     print_message("   %d rows checked against the reference\n", checked);
 }
 
-/* ---- 2:4 F16 with eight rows interleaved ----------------------------------------------- */
+/* ---- 2:4 with eight rows interleaved --------------------------------------------------- */
 /* Interleaving keeps every value: each row decodes to exactly the row layout's row (both
  * ISAs' expansions, with and without a channel order); every ISA's rows equal the row
- * layout's reference within the float summation bound, on 1 and 2 threads; matmul equals the
- * row layout's matmul; and only 2:4 F16 is accepted. */
+ * layout's reference within the float summation bound, on 1 and 2 threads (8-bit values:
+ * every ISA gives the same bits, within the summation bound of a double evaluation on x
+ * rounded to int8 as k_quantize_x rounds it); matmul equals the row layout's matmul; and only
+ * 2:4 with F16 or 8-bit values is accepted. */
 static void test_interleave(void **state) {
     (void)state;
     const pare_isa isas[] = {PARE_ISA_REF, PARE_ISA_AVX2};
+    const int vts[] = {PARE_TYPE_F16, PARE_TYPE_Q8_0};
     int checked = 0;
-    for (size_t pi = 0; pi < sizeof PATS / sizeof *PATS; pi++) {
-        const pat P = PATS[pi];
-        if (P.n != 2 || P.m != 4) continue;
-        for (int usep = 0; usep < 2; usep++) {
-            float *lay = nm_dense(P.rows, P.cols, 2, 4);
-            int32_t *perm = usep ? random_perm(P.cols) : NULL;
-            float *nat = perm ? unpermute(lay, P.rows, P.cols, perm) : lay;
-            pare_nm *a, *b;
-            assert_int_equal(k_nm_pack(PARE_TYPE_F32, nat, P.rows, P.cols, perm, 2, 4, PARE_TYPE_F16, &a), PARE_OK);
-            assert_int_equal(k_nm_pack(PARE_TYPE_F32, nat, P.rows, P.cols, perm, 2, 4, PARE_TYPE_F16, &b), PARE_OK);
-            assert_int_equal(k_nm_interleave(b), PARE_OK);
-            assert_non_null(b->ilv);
-            assert_null(b->vals);
-            const int64_t R = P.rows, C = P.cols;
-            float *x = malloc((size_t)C * sizeof(float)), *ya = malloc((size_t)R * sizeof(float)), *yb = malloc((size_t)R * sizeof(float));
-            float *ra = malloc((size_t)C * sizeof(float)), *rb = malloc((size_t)C * sizeof(float));
-            for (int64_t c = 0; c < C; c++) x[c] = tu_rnd_normal();
-            k_set_isa(PARE_ISA_REF);
-            k_nm_matvec(a, x, ya);
-            for (size_t i = 0; i < 2; i++) {
-                if (k_set_isa(isas[i]) != isas[i]) continue;
-                for (int64_t r = R - 1; r >= 0; r--) { /* backwards: each row group is expanded anew */
-                    k_nm_dequant_row(a, r, ra);
-                    k_nm_dequant_row(b, r, rb);
-                    assert_memory_equal(ra, rb, (size_t)C * sizeof(float));
+    for (size_t pi = 0; pi < sizeof PATS / sizeof *PATS; pi++)
+        for (int vi = 0; vi < 2; vi++) {
+            const pat P = PATS[pi];
+            const int vt = vts[vi], q8 = vt == PARE_TYPE_Q8_0;
+            if (P.n != 2 || P.m != 4 || (q8 && P.cols % 32)) continue;
+            for (int usep = 0; usep < 2; usep++) {
+                float *lay = nm_dense(P.rows, P.cols, 2, 4);
+                int32_t *perm = usep ? random_perm(P.cols) : NULL;
+                float *nat = perm ? unpermute(lay, P.rows, P.cols, perm) : lay;
+                pare_nm *a, *b;
+                assert_int_equal(k_nm_pack(PARE_TYPE_F32, nat, P.rows, P.cols, perm, 2, 4, vt, &a), PARE_OK);
+                assert_int_equal(k_nm_pack(PARE_TYPE_F32, nat, P.rows, P.cols, perm, 2, 4, vt, &b), PARE_OK);
+                assert_int_equal(k_nm_interleave(b), PARE_OK);
+                assert_non_null(b->ilv);
+                assert_null(b->vals);
+                const int64_t R = P.rows, C = P.cols;
+                float *x = malloc((size_t)C * sizeof(float)), *ya = malloc((size_t)R * sizeof(float)), *yb = malloc((size_t)R * sizeof(float));
+                float *ra = malloc((size_t)C * sizeof(float)), *rb = malloc((size_t)C * sizeof(float));
+                float *y0 = malloc((size_t)R * sizeof(float)), *xd = malloc((size_t)C * sizeof(float));
+                for (int64_t c = 0; c < C; c++) x[c] = tu_rnd_normal();
+                k_set_isa(PARE_ISA_REF);
+                k_nm_matvec(a, x, ya);
+                if (q8) { /* x as the int8 rows see it: in layout order, rounded per block, back in natural order */
+                    float *xl = malloc((size_t)C * sizeof(float));
+                    void *xbuf = aligned_alloc(64, (k_xvec_bytes(C) + 63) / 64 * 64);
+                    k_xvec xv;
+                    for (int64_t c = 0; c < C; c++) xl[c] = x[perm ? perm[c] : c];
+                    k_quantize_x(xl, C, xbuf, &xv);
+                    for (int64_t c = 0; c < C; c++) xd[perm ? perm[c] : c] = xv.d[c / 32] * (float)xv.q[c];
+                    free(xl); free(xbuf);
                 }
-                for (int th = 1; th <= 2; th++) {
-                    omp_set_num_threads(th);
-                    k_nm_matvec(b, x, yb);
-                    for (int64_t r = 0; r < R; r++) {
+                for (size_t i = 0; i < 2; i++) {
+                    if (k_set_isa(isas[i]) != isas[i]) continue;
+                    for (int64_t r = R - 1; r >= 0; r--) { /* backwards: each row group is expanded anew */
                         k_nm_dequant_row(a, r, ra);
-                        double mag = 0;
-                        for (int64_t c = 0; c < C; c++) mag += fabs((double)ra[perm ? perm[c] : c] * x[perm ? perm[c] : c]);
-                        if (!(fabs(yb[r] - ya[r]) <= 2e-6 * mag + 1e-30))
-                            fail_msg("interleaved %s %lld x %lld perm %d: row %lld got %.9g, ref %.9g", k_isa_name(isas[i]),
-                                     (long long)R, (long long)C, usep, (long long)r, yb[r], ya[r]);
-                        checked++;
+                        k_nm_dequant_row(b, r, rb);
+                        assert_memory_equal(ra, rb, (size_t)C * sizeof(float));
                     }
+                    for (int th = 1; th <= 2; th++) {
+                        omp_set_num_threads(th);
+                        k_nm_matvec(b, x, yb);
+                        if (q8 && i == 0 && th == 1) memcpy(y0, yb, (size_t)R * sizeof(float));
+                        if (q8) assert_memory_equal(yb, y0, (size_t)R * sizeof(float)); /* every ISA, any threads */
+                        for (int64_t r = 0; r < R; r++) {
+                            k_nm_dequant_row(a, r, ra);
+                            double mag = 0, want = ya[r];
+                            if (q8) want = 0;
+                            for (int64_t c = 0; c < C; c++) {
+                                const float xc = q8 ? xd[c] : x[c];
+                                mag += fabs((double)ra[c] * xc);
+                                if (q8) want += (double)ra[c] * xc;
+                            }
+                            if (!(fabs(yb[r] - want) <= 2e-6 * mag + 1e-30))
+                                fail_msg("interleaved %s %s %lld x %lld perm %d: row %lld got %.9g, ref %.9g", pare_type_name(vt),
+                                         k_isa_name(isas[i]), (long long)R, (long long)C, usep, (long long)r, yb[r], want);
+                            checked++;
+                        }
+                    }
+                    omp_set_num_threads(2);
                 }
-                omp_set_num_threads(2);
+                /* prefill */
+                const int64_t n = 7;
+                float *X = malloc((size_t)(n * C) * sizeof(float)), *Ya = malloc((size_t)(n * R) * sizeof(float));
+                float *Yb = malloc((size_t)(n * R) * sizeof(float));
+                for (int64_t i = 0; i < n * C; i++) X[i] = tu_rnd_normal();
+                k_nm_matmul(a, X, n, Ya);
+                k_nm_matmul(b, X, n, Yb);
+                assert_memory_equal(Ya, Yb, (size_t)(n * R) * sizeof(float)); /* the same dense rows, the same sgemm */
+                k_set_isa(PARE_ISA_AVX512);
+                free(X); free(Ya); free(Yb); free(x); free(ya); free(yb); free(ra); free(rb); free(y0); free(xd);
+                k_nm_free(a); k_nm_free(b);
+                if (perm) { free(nat); free(perm); }
+                free(lay);
             }
-            /* prefill */
-            const int64_t n = 7;
-            float *X = malloc((size_t)(n * C) * sizeof(float)), *Ya = malloc((size_t)(n * R) * sizeof(float));
-            float *Yb = malloc((size_t)(n * R) * sizeof(float));
-            for (int64_t i = 0; i < n * C; i++) X[i] = tu_rnd_normal();
-            k_nm_matmul(a, X, n, Ya);
-            k_nm_matmul(b, X, n, Yb);
-            assert_memory_equal(Ya, Yb, (size_t)(n * R) * sizeof(float)); /* the same dense rows, the same sgemm */
-            k_set_isa(PARE_ISA_AVX512);
-            free(X); free(Ya); free(Yb); free(x); free(ya); free(yb); free(ra); free(rb);
-            k_nm_free(a); k_nm_free(b);
-            if (perm) { free(nat); free(perm); }
-            free(lay);
         }
-    }
-    /* only 2:4 with F16 values */
+    /* only 2:4 with F16 or 8-bit values */
     float *d = nm_dense(8, 64, 4, 8);
     pare_nm *w;
     assert_int_equal(k_nm_pack(PARE_TYPE_F32, d, 8, 64, NULL, 4, 8, PARE_TYPE_F16, &w), PARE_OK);
+    assert_int_equal(k_nm_interleave(w), PARE_ERR_ARG);
+    k_nm_free(w);
+    assert_int_equal(k_nm_pack(PARE_TYPE_F32, d, 8, 64, NULL, 4, 8, PARE_TYPE_Q8_0, &w), PARE_OK);
     assert_int_equal(k_nm_interleave(w), PARE_ERR_ARG);
     k_nm_free(w);
     assert_int_equal(k_nm_pack(PARE_TYPE_F32, d, 8, 64, NULL, 4, 8, PARE_TYPE_F32, &w), PARE_OK);
@@ -438,6 +464,38 @@ static void test_model_logits(void **state) {
             free(dense); free(sparse);
             pare_model_free(mdl);
         }
+    /* AVX2: 2:4 8-bit values interleaved, x rounded to int8 as by the dense Q8_0 rows */
+    if (k_set_isa(PARE_ISA_AVX2) == PARE_ISA_AVX2) {
+        for (int ti = 0; ti < 2; ti++) {
+            const int type = ti ? PARE_TYPE_Q8_0 : PARE_TYPE_F16;
+            pare_model *mdl;
+            assert_int_equal(synth_model(sh, type, 7, &mdl), PARE_OK);
+            prune_model(mdl, 2, 4);
+            const int T = 9;
+            const size_t nl = (size_t)T * (size_t)mdl->n_vocab;
+            float *dense = malloc(nl * sizeof(float)), *sparse = malloc(nl * sizeof(float));
+            tu_logits_of(mdl, dense, T);
+            pare_nm_summary s;
+            assert_int_equal(model_pack_nm(mdl, PARE_TYPE_Q8_0, &s), PARE_OK);
+            assert_int_equal(s.packed, 7 * mdl->n_layer);
+            for (int l = 0; l < mdl->n_layer; l++) assert_non_null(mdl->layers[l].w_up->nm->ilv);
+            tu_logits_of(mdl, sparse, T);
+            double maxd = 0, maxa = 0;
+            for (size_t i = 0; i < nl; i++) {
+                maxd = fmax(maxd, fabs((double)dense[i] - sparse[i]));
+                maxa = fmax(maxa, fabs((double)dense[i]));
+            }
+            print_message("   %-5s 2:4 with 8-bit values interleaved (avx2): %.1f%% of the dense bytes, max |logit diff| %.3g "
+                          "(max |logit| %.3g)\n", pare_type_name(type), 100.0 * (double)s.packed_bytes / (double)s.dense_bytes,
+                          maxd, maxa);
+            /* Q8_0: the same int8 values and x; F16: values rounded to 8 bits */
+            if (type == PARE_TYPE_Q8_0) assert_true(maxd <= 1e-5 * maxa);
+            else assert_true(maxd <= 2e-2 * maxa);
+            free(dense); free(sparse);
+            pare_model_free(mdl);
+        }
+    }
+    k_set_isa(PARE_ISA_AVX512);
 }
 
 int main(void) {

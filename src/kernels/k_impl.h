@@ -106,7 +106,7 @@ pare_isa k_cpu_isa(void);
 
 /* Growing per-thread scratch buffers, freed when the thread exits; NULL if out of memory
  * (callers then take a path that needs none). 64-byte aligned. */
-enum { K_SCRATCH_X, K_SCRATCH_PANEL, K_SCRATCH_NM, K_SCRATCH_R8, K_SCRATCH_NM8, K_SCRATCH_N };
+enum { K_SCRATCH_X, K_SCRATCH_PANEL, K_SCRATCH_NM, K_SCRATCH_R8, K_SCRATCH_NM8, K_SCRATCH_XT, K_SCRATCH_N };
 void *k_scratch(int slot, size_t bytes);
 
 /* The panel driver behind k_matmul and k_nm_matmul (see k_matmul for the scheme): W's rows
@@ -167,12 +167,27 @@ typedef void (*k_nm_rows_xq_fn)(const pare_nm *w, int64_t r0, int64_t r1, const 
  * x in the layout's order; and row group G expanded to 8 dense rows (stride cols floats) */
 typedef void (*k_nm_ilv_rows_fn)(const pare_nm *w, int64_t g0, int64_t g1, const float *x, float *y);
 typedef void (*k_nm_ilv_deq_fn)(const pare_nm *w, int64_t G, float *dst);
+/* The same for 2:4 with 8-bit values (nm.h): K_NM_ILV8_BLOCK bytes per row group and block
+ * of 32 columns, at these offsets: the eight rows' f16 scales, their position bytes (column
+ * pair t, row j at K_NM_ILV8_POS + 8 t + j) and their values (pair t, row j, kept value k at
+ * K_NM_ILV8_VAL + 32 t + 4 j + k). */
+#define K_NM_ILV8_BLOCK 176
+#define K_NM_ILV8_POS 16
+#define K_NM_ILV8_VAL 48
+/* Their rows take x quantized (k_xvec, in the layout's order) and xt: per pair of column
+ * groups (8 columns, 8 p .. 8 p + 7), 16 bytes of x's int8 values placed where the position
+ * bytes index them (k_nm_ilv8_xtab); the reference ignores xt. Per block, the integer dot
+ * of each row, then y_r += (d_r * d_x) * dot in float, block after block, on every ISA. */
+typedef void (*k_nm_ilv8_rows_fn)(const pare_nm *w, int64_t g0, int64_t g1, const k_xvec *x, const int8_t *xt, float *y);
+void k_nm_ilv8_xtab(const int8_t *q, int64_t cols, int8_t *xt);
 typedef struct {
     k_nm_rows_fn rows[K_NM_NTYPES];
     k_nm_deq_fn deq[K_NM_NTYPES];
     k_nm_rows_xq_fn rows_q8xq;
     k_nm_ilv_rows_fn ilv_rows;
     k_nm_ilv_deq_fn ilv_deq;
+    k_nm_ilv8_rows_fn ilv8_rows;
+    k_nm_ilv_deq_fn ilv8_deq;
 } k_nm_ops;
 void k_nm_ops_ref(k_nm_ops *t);
 void k_nm_ops_avx2(k_nm_ops *t);

@@ -114,43 +114,98 @@ void k_nm_free(pare_nm *w) {
 int k_nm_ilv_wanted(const pare_nm *w) {
     const char *e = getenv("PARE_NM8");
     if (e && !strcmp(e, "0")) return 0;
-    return k_isa() == PARE_ISA_AVX2 && w->n == 2 && w->m == 4 && w->vtype == PARE_TYPE_F16 && !w->ilv;
+    return k_isa() == PARE_ISA_AVX2 && w->n == 2 && w->m == 4 && (w->vtype == PARE_TYPE_F16 || w->vtype == PARE_TYPE_Q8_0) &&
+           !w->ilv;
+}
+
+/* the two kept positions (0-3) of row r in column group g of the row layout */
+static inline void kept_pair(const pare_nm *w, int64_t r, int64_t g, int p[2]) {
+    int k = 0;
+    p[0] = 0; p[1] = 1;
+    for (int c = 0; c < 4; c++)
+        if (kept(w, r, 4 * g + c)) p[k++] = c; /* exactly two per group (nm.h) */
+}
+
+/* 2:4 F16: row group G, column group g */
+static void ilv_fill16(const pare_nm *w, uint8_t *b, int64_t G, int64_t g) {
+    uint32_t pos = 0;
+    memset(b, 0, 32);
+    for (int j = 0; j < 8; j++) {
+        const int64_t r = 8 * G + j;
+        int p[2] = {0, 1};
+        if (r < w->rows) {
+            kept_pair(w, r, g, p);
+            memcpy(b + 2 * j, w->vals + (size_t)r * w->vstride + 2 * (size_t)(2 * g), 2);
+            memcpy(b + 16 + 2 * j, w->vals + (size_t)r * w->vstride + 2 * (size_t)(2 * g + 1), 2);
+        }
+        pos |= (uint32_t)(p[0] | p[1] << 2) << (4 * j);
+    }
+    memcpy(b + 32, &pos, 4);
+}
+
+/* 2:4 8-bit: row group G, block bk (padding rows: scale 0, values 0, positions 0 and 1) */
+static void ilv_fill8(const pare_nm *w, uint8_t *b, int64_t G, int64_t bk) {
+    const int64_t nb = w->cols / 32;
+    memset(b, 0, K_NM_ILV8_BLOCK);
+    for (int j = 0; j < 8; j++) {
+        const int64_t r = 8 * G + j;
+        if (r >= w->rows) {
+            for (int t = 0; t < 4; t++) b[K_NM_ILV8_POS + 8 * t + j] = 0x44;
+            continue;
+        }
+        memcpy(b + 2 * j, w->scale + (size_t)r * (size_t)nb + (size_t)bk, 2);
+        for (int t = 0; t < 4; t++) {
+            uint8_t v = 0;
+            for (int h = 0; h < 2; h++) {
+                const int64_t g = 8 * bk + 2 * t + h;
+                int p[2];
+                kept_pair(w, r, g, p);
+                v |= (uint8_t)((p[0] | p[1] << 2) << (4 * h));
+                memcpy(b + K_NM_ILV8_VAL + 32 * t + 4 * j + 2 * h, w->vals + (size_t)r * w->vstride + (size_t)(2 * g), 2);
+            }
+            b[K_NM_ILV8_POS + 8 * t + j] = v;
+        }
+    }
+}
+
+/* k_impl.h: byte 0 of a lane indexes p0 of the first group, byte 1 4 p1 + 3, byte 2 the
+ * second group's p0 + 4, byte 3 its 4 p1 + 1 (p0 <= 2, p1 >= 1: the sets meet only where
+ * they mean the same x) */
+void k_nm_ilv8_xtab(const int8_t *q, int64_t cols, int8_t *xt) {
+    for (int64_t p = 0; p < cols / 8; p++, q += 8, xt += 16) {
+        memset(xt, 0, 16);
+        xt[0] = q[0]; xt[1] = q[1]; xt[2] = q[2];
+        xt[7] = q[1]; xt[11] = q[2]; xt[15] = q[3];
+        xt[4] = q[4]; xt[5] = q[5]; xt[6] = q[6];
+        xt[9] = q[6]; xt[13] = q[7];
+    }
 }
 
 pare_status k_nm_interleave(pare_nm *w) {
     static uint64_t next_id; /* atomically below: two threads may interleave at once */
     if (w->ilv) return PARE_OK;
-    if (w->n != 2 || w->m != 4 || w->vtype != PARE_TYPE_F16)
-        return pare_fail(PARE_ERR_ARG, "N:M: only 2:4 with F16 values interleaves (got %d:%d %s)", w->n, w->m,
+    const int q8 = w->vtype == PARE_TYPE_Q8_0;
+    if (w->n != 2 || w->m != 4 || !(w->vtype == PARE_TYPE_F16 || q8))
+        return pare_fail(PARE_ERR_ARG, "N:M: only 2:4 with F16 or 8-bit values interleaves (got %d:%d %s)", w->n, w->m,
                          pare_type_name(w->vtype));
-    const int64_t ng = w->cols / 4, groups = (w->rows + 7) / 8;
+    const int64_t per = q8 ? w->cols / 32 : w->cols / 4, groups = (w->rows + 7) / 8;
+    const size_t blk = q8 ? K_NM_ILV8_BLOCK : K_NM_ILV_BLOCK;
     size_t bytes;
-    if (!pare_mul_ok((size_t)groups * (size_t)ng, K_NM_ILV_BLOCK, &bytes)) return pare_fail(PARE_ERR_NOMEM, "N:M: matrix too large");
+    if (!pare_mul_ok((size_t)groups * (size_t)per, blk, &bytes)) return pare_fail(PARE_ERR_NOMEM, "N:M: matrix too large");
     uint8_t *ilv = k_alloc_weights(bytes + 64, NULL); /* SIMD loads read ahead */
     if (!ilv) return pare_fail(PARE_ERR_NOMEM, "N:M: out of memory interleaving a %lld x %lld matrix", (long long)w->rows,
                                (long long)w->cols);
     memset(ilv + bytes, 0, 64);
 #pragma omp parallel for schedule(static)
     for (int64_t G = 0; G < groups; G++)
-        for (int64_t g = 0; g < ng; g++) {
-            uint8_t *b = ilv + ((size_t)G * (size_t)ng + (size_t)g) * K_NM_ILV_BLOCK;
-            uint32_t pos = 0;
-            memset(b, 0, 32);
-            for (int j = 0; j < 8; j++) {
-                const int64_t r = 8 * G + j;
-                int p[2] = {0, 1}, k = 0;
-                if (r < w->rows) {
-                    for (int c = 0; c < 4; c++)
-                        if (kept(w, r, 4 * g + c)) p[k++] = c; /* exactly two per group (nm.h) */
-                    memcpy(b + 2 * j, w->vals + (size_t)r * w->vstride + 2 * (size_t)(2 * g), 2);
-                    memcpy(b + 16 + 2 * j, w->vals + (size_t)r * w->vstride + 2 * (size_t)(2 * g + 1), 2);
-                }
-                pos |= (uint32_t)(p[0] | p[1] << 2) << (4 * j);
-            }
-            memcpy(b + 32, &pos, 4);
+        for (int64_t g = 0; g < per; g++) {
+            uint8_t *b = ilv + ((size_t)G * (size_t)per + (size_t)g) * blk;
+            if (q8) ilv_fill8(w, b, G, g);
+            else ilv_fill16(w, b, G, g);
         }
-    free(w->vals); free(w->mask);
+    free(w->vals); free(w->mask); free(w->scale);
     w->vals = w->mask = NULL;
+    w->scale = NULL;
     w->ilv = ilv;
     w->bytes = bytes + (w->perm ? (size_t)w->cols * sizeof(int32_t) : 0);
 #pragma omp atomic capture
@@ -158,10 +213,22 @@ pare_status k_nm_interleave(pare_nm *w) {
     return PARE_OK;
 }
 
-/* row j of row group G, column group g: its two values and their positions 0-3 */
+/* row j of row group G, column group g: its two values (8-bit: times the scale) and their
+ * positions 0-3 */
 static inline void ilv_at(const pare_nm *w, int64_t G, int64_t g, int j, float *v0, float *v1, int *p0, int *p1) {
-    const uint8_t *b = w->ilv + ((size_t)G * (size_t)(w->cols / 4) + (size_t)g) * K_NM_ILV_BLOCK;
     uint16_t h0, h1;
+    if (w->vtype == PARE_TYPE_Q8_0) {
+        const int64_t bk = g / 8, t = g % 8 / 2, hi = g % 2;
+        const uint8_t *b = w->ilv + ((size_t)G * (size_t)(w->cols / 32) + (size_t)bk) * K_NM_ILV8_BLOCK;
+        memcpy(&h0, b + 2 * j, 2);
+        const float d = pare_f16_to_f32(h0);
+        const int8_t *q = (const int8_t *)b + K_NM_ILV8_VAL + 32 * t + 4 * j + 2 * hi;
+        const unsigned v = b[K_NM_ILV8_POS + 8 * t + j] >> (4 * hi);
+        *v0 = d * (float)q[0]; *v1 = d * (float)q[1];
+        *p0 = (int)(v & 3); *p1 = (int)(v >> 2 & 3);
+        return;
+    }
+    const uint8_t *b = w->ilv + ((size_t)G * (size_t)(w->cols / 4) + (size_t)g) * K_NM_ILV_BLOCK;
     uint32_t pos;
     memcpy(&h0, b + 2 * j, 2); memcpy(&h1, b + 16 + 2 * j, 2); memcpy(&pos, b + 32, 4);
     *v0 = pare_f16_to_f32(h0); *v1 = pare_f16_to_f32(h1);
@@ -197,6 +264,55 @@ static void ilv_rows_ref(const pare_nm *w, int64_t g0, int64_t g1, const float *
 
 static void ilv_deq_ref(const pare_nm *w, int64_t G, float *dst) {
     for (int j = 0; j < 8; j++) ilv_row_ref(w, 8 * G + j, dst + (size_t)j * (size_t)w->cols);
+}
+
+/* 8-bit: the integer dot per block, then fmaf in block order, as nm_avx2.c's rows */
+static void ilv8_rows_ref(const pare_nm *w, int64_t g0, int64_t g1, const k_xvec *xv, const int8_t *xt, float *y) {
+    (void)xt;
+    const int64_t nb = w->cols / 32;
+    for (int64_t G = g0; G < g1; G++) {
+        float acc[8] = {0};
+        for (int64_t bk = 0; bk < nb; bk++) {
+            const uint8_t *b = w->ilv + ((size_t)G * (size_t)nb + (size_t)bk) * K_NM_ILV8_BLOCK;
+            const int8_t *x = xv->q + 32 * bk;
+            for (int j = 0; j < 8; j++) {
+                int32_t s = 0;
+                for (int t = 0; t < 4; t++)
+                    for (int hi = 0; hi < 2; hi++) {
+                        const unsigned v = b[K_NM_ILV8_POS + 8 * t + j] >> (4 * hi);
+                        const int8_t *q = (const int8_t *)b + K_NM_ILV8_VAL + 32 * t + 4 * j + 2 * hi;
+                        s += q[0] * x[8 * t + 4 * hi + (v & 3)] + q[1] * x[8 * t + 4 * hi + (v >> 2 & 3)];
+                    }
+                uint16_t h;
+                memcpy(&h, b + 2 * j, 2);
+                acc[j] = fmaf(pare_f16_to_f32(h) * xv->d[bk], (float)s, acc[j]);
+            }
+        }
+        for (int j = 0; j < 8 && 8 * G + j < w->rows; j++) y[8 * G + j] = acc[j];
+    }
+}
+
+/* 8-bit: row group G as eight dense rows, block by block */
+static void ilv8_deq(const pare_nm *w, int64_t G, float *dst) {
+    const int64_t nb = w->cols / 32, cols = w->cols;
+    for (int64_t bk = 0; bk < nb; bk++) {
+        const uint8_t *b = w->ilv + ((size_t)G * (size_t)nb + (size_t)bk) * K_NM_ILV8_BLOCK;
+        for (int j = 0; j < 8; j++) {
+            uint16_t h;
+            memcpy(&h, b + 2 * j, 2);
+            const float d = pare_f16_to_f32(h);
+            float *o = dst + (size_t)j * (size_t)cols + 32 * bk;
+            memset(o, 0, 32 * sizeof(float));
+            for (int t = 0; t < 4; t++) {
+                const unsigned v = b[K_NM_ILV8_POS + 8 * t + j];
+                const int8_t *q = (const int8_t *)b + K_NM_ILV8_VAL + 32 * t + 4 * j;
+                o[8 * t + (v & 3)] = d * (float)q[0];
+                o[8 * t + (v >> 2 & 3)] = d * (float)q[1];
+                o[8 * t + 4 + (v >> 4 & 3)] = d * (float)q[2];
+                o[8 * t + 4 + (v >> 6 & 3)] = d * (float)q[3];
+            }
+        }
+    }
 }
 
 pare_status k_nm_pack(int type, const void *W, int64_t rows, int64_t cols, const int32_t *perm, int n, int m,
@@ -311,6 +427,8 @@ void k_nm_ops_ref(k_nm_ops *t) {
     t->rows_q8xq = NULL;
     t->ilv_rows = ilv_rows_ref;
     t->ilv_deq = ilv_deq_ref;
+    t->ilv8_rows = ilv8_rows_ref;
+    t->ilv8_deq = ilv8_deq;
 }
 
 /* ---- drivers ---------------------------------------------------------------------------- */
@@ -336,7 +454,8 @@ static void ilv_row(const pare_nm *w, int64_t r, float *dst) {
     float *cache = k_scratch(K_SCRATCH_NM8, 8 * (size_t)cols * sizeof(float));
     if (!cache) { ilv_row_ref(w, r, dst); return; }
     if (g_ilv_key.id != w->id || g_ilv_key.G != G || g_ilv_key.cache != cache) {
-        g_tab[k_isa()].ilv_deq(w, G, cache);
+        const k_nm_ops *t = &g_tab[k_isa()];
+        (w->vtype == PARE_TYPE_Q8_0 ? t->ilv8_deq : t->ilv_deq)(w, G, cache);
         g_ilv_key = (ilv_key){w->id, G, cache};
     }
     memcpy(dst, cache + (size_t)(r % 8) * (size_t)cols, (size_t)cols * sizeof(float));
@@ -371,8 +490,24 @@ void k_nm_matvec(const pare_nm *w, const float *x, float *y) {
     const k_nm_ops *t = &g_tab[k_isa()];
     if (w->ilv) { /* chunks of K_ROW_CHUNK rows: two row groups */
         const int64_t groups = (w->rows + 7) / 8, nchunk = (groups + 1) / 2;
-#pragma omp parallel for schedule(static) if ((double)w->bytes >= K_PAR_BYTES)
-        for (int64_t c = 0; c < nchunk; c++) t->ilv_rows(w, 2 * c, 2 * c + 2 < groups ? 2 * c + 2 : groups, xp, y);
+        const int par = (double)w->bytes >= K_PAR_BYTES;
+        if (w->vtype == PARE_TYPE_Q8_0) { /* x rounded to int8, and its table (no memory: NaN) */
+            void *xbuf = k_scratch(K_SCRATCH_X, k_xvec_bytes(w->cols));
+            int8_t *xt = k_scratch(K_SCRATCH_XT, 2 * (size_t)w->cols);
+            if (!xbuf || !xt) {
+                for (int64_t r = 0; r < w->rows; r++) y[r] = NAN;
+                free(own);
+                return;
+            }
+            k_xvec xv;
+            k_prep_x(xp, w->cols, xbuf, &xv);
+            k_nm_ilv8_xtab(xv.q, w->cols, xt);
+#pragma omp parallel for schedule(static) if (par)
+            for (int64_t c = 0; c < nchunk; c++) t->ilv8_rows(w, 2 * c, 2 * c + 2 < groups ? 2 * c + 2 : groups, &xv, xt, y);
+        } else {
+#pragma omp parallel for schedule(static) if (par)
+            for (int64_t c = 0; c < nchunk; c++) t->ilv_rows(w, 2 * c, 2 * c + 2 < groups ? 2 * c + 2 : groups, xp, y);
+        }
         free(own);
         return;
     }

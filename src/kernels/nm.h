@@ -29,7 +29,7 @@ typedef struct pare_nm {
     uint16_t *scale;   /* Q8_0 only */
     int32_t *perm;     /* owned copy or NULL */
     size_t bytes;      /* resident bytes of vals, mask, scale and perm (or ilv and perm) */
-    uint8_t *ilv;      /* 2:4 F16 with eight rows interleaved (k_nm_interleave), or NULL */
+    uint8_t *ilv;      /* 2:4 F16 or 8-bit with eight rows interleaved (k_nm_interleave), or NULL */
     uint64_t id;       /* set by k_nm_interleave: tells matrices apart in per-thread caches */
 } pare_nm;
 
@@ -54,10 +54,19 @@ void k_nm_free(pare_nm *w);
  *   v0[8]  F16: the first kept value of each of the eight rows
  *   v1[8]  F16: the second
  *   pos    uint32: row j's two kept positions p0 < p1 (0-3) at bits 4j..4j+1 and 4j+2..4j+3
- * 36 bytes per 32 weights: the same 9 bits per weight. vals and mask are freed; the drivers
- * below (matvec, dequant_row, matmul) handle the form, the per-ISA row kernels never see it.
- * k_nm_ilv_wanted: the bound ISA is AVX2, the matrix 2:4 with F16 values (environment
- * PARE_NM8=0 turns it off, for comparisons). */
+ * 36 bytes per 32 weights: the same 9 bits per weight.
+ * 2:4 with 8-bit values interleaves too, for int8 dots against x rounded to int8 (as the
+ * dense Q8_0 rows): per row group G and block b of 32 columns, at ilv + (G * cols / 32 + b)
+ * * 176, the eight rows' f16 scales (16 bytes); 32 position bytes, one per row and pair of
+ * column groups t (columns 32 b + 8 t .. + 7), at 16 + 8 t + j: p0 | p1 << 2 of the first
+ * group, the same << 4 of the second; and 128 bytes of values, pair t, row j, at
+ * 48 + 32 t + 4 j: the first group's two kept values, then the second's. So each 32-bit
+ * lane of a 32-byte load holds one row's four values of a pair, and one byte shuffle of a
+ * 16-byte table of x (k_nm_ilv8_xtab) per load gives each its x: 5.5 bits per weight.
+ * vals, mask and scale are freed; the drivers below (matvec, dequant_row, matmul) handle
+ * both forms, the per-ISA row kernels never see them.
+ * k_nm_ilv_wanted: the bound ISA is AVX2, the matrix 2:4 with F16 or 8-bit values
+ * (environment PARE_NM8=0 turns it off, for comparisons). */
 int k_nm_ilv_wanted(const pare_nm *w);
 pare_status k_nm_interleave(pare_nm *w);
 

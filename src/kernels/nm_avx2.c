@@ -390,8 +390,74 @@ static void ilv_deq(const pare_nm *w, int64_t G, float *dst) {
     }
 }
 
+/* ---- 2:4 8-bit, eight rows interleaved (nm.h) ------------------------------------------- */
+/* Per pair of column groups, one 32-byte load holds the eight rows' four values; the rows'
+ * position bytes, spread to their lanes (each lane: the byte twice, then shifted right by 4
+ * twice) and masked, index x's 16-byte table of the pair (k_nm_ilv8_xtab), and maddubs/madd
+ * sum the products of each lane (w's sign moved onto x). Four pairs make a block: one
+ * integer vector, scaled by the rows' scales times x's, one FMA. Two row groups a step share
+ * x's tables. */
+static inline __m256i ilv8_dot(const uint8_t *b, int t, __m256i xt) {
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
+    uint64_t pv;
+    memcpy(&pv, b + K_NM_ILV8_POS + 8 * t, 8);
+    const __m256i u = _mm256_shuffle_epi8(_mm256_set1_epi64x((long long)pv), spread);
+    const __m256i lo = _mm256_blend_epi16(u, _mm256_srli_epi16(u, 4), 0xaa); /* low nibbles: v v v>>4 v>>4 */
+    const __m256i idx = _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(0x0c030c03)), _mm256_set1_epi32(0x01040300));
+    const __m256i xg = _mm256_shuffle_epi8(xt, idx);
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(b + K_NM_ILV8_VAL + 32 * t));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(xg, q)), _mm256_set1_epi16(1));
+}
+
+static inline __m256i ilv8_block(const uint8_t *b, const __m256i xt[4]) {
+    return _mm256_add_epi32(_mm256_add_epi32(ilv8_dot(b, 0, xt[0]), ilv8_dot(b, 1, xt[1])),
+                            _mm256_add_epi32(ilv8_dot(b, 2, xt[2]), ilv8_dot(b, 3, xt[3])));
+}
+
+static inline __m256 ilv8_scales(const uint8_t *b, const float *dx) {
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b)), _mm256_broadcast_ss(dx));
+}
+
+static inline void ilv8_prefetch(const uint8_t *b) {
+    _mm_prefetch((const char *)b + NM8_PF, _MM_HINT_T0);
+    _mm_prefetch((const char *)b + NM8_PF + 64, _MM_HINT_T0);
+    _mm_prefetch((const char *)b + NM8_PF + 128, _MM_HINT_T0);
+}
+
+static void ilv8_rows(const pare_nm *w, int64_t g0, int64_t g1, const k_xvec *xv, const int8_t *xtab, float *y) {
+    const int64_t nb = w->cols / 32;
+    const size_t gs = (size_t)nb * K_NM_ILV8_BLOCK;
+    int64_t G = g0;
+    for (; G + 2 <= g1; G += 2) {
+        const uint8_t *b = w->ilv + (size_t)G * gs, *c = b + gs;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        for (int64_t bk = 0; bk < nb; bk++, b += K_NM_ILV8_BLOCK, c += K_NM_ILV8_BLOCK) {
+            ilv8_prefetch(b);
+            ilv8_prefetch(c);
+            __m256i xt[4];
+            for (int t = 0; t < 4; t++) xt[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xtab + 64 * bk + 16 * t)));
+            a0 = _mm256_fmadd_ps(ilv8_scales(b, xv->d + bk), _mm256_cvtepi32_ps(ilv8_block(b, xt)), a0);
+            a1 = _mm256_fmadd_ps(ilv8_scales(c, xv->d + bk), _mm256_cvtepi32_ps(ilv8_block(c, xt)), a1);
+        }
+        ilv_store(w, G, a0, y);
+        ilv_store(w, G + 1, a1, y);
+    }
+    for (; G < g1; G++) {
+        const uint8_t *b = w->ilv + (size_t)G * gs;
+        __m256 a0 = _mm256_setzero_ps();
+        for (int64_t bk = 0; bk < nb; bk++, b += K_NM_ILV8_BLOCK) {
+            ilv8_prefetch(b);
+            __m256i xt[4];
+            for (int t = 0; t < 4; t++) xt[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xtab + 64 * bk + 16 * t)));
+            a0 = _mm256_fmadd_ps(ilv8_scales(b, xv->d + bk), _mm256_cvtepi32_ps(ilv8_block(b, xt)), a0);
+        }
+        ilv_store(w, G, a0, y);
+    }
+}
+
 void k_nm_ops_avx2(k_nm_ops *t) {
     t->ilv_rows = ilv_rows;
+    t->ilv8_rows = ilv8_rows;
     t->ilv_deq = ilv_deq;
     lut_init();
     t->rows[K_NM_F32] = rows_f32;
