@@ -352,41 +352,68 @@ static void ilv_rows(const pare_nm *w, int64_t g0, int64_t g1, const float *x, f
     }
 }
 
-/* row group G as eight dense rows: per column group, column c of the eight rows is v0 where
- * p0 == c, v1 where p1 == c, else 0; then a 4 x 8 transpose to rows */
+/* columns c[0..3] of eight rows (lane j: row j) stored as rows: row j at dst + j * cols */
+static inline void store_4x8(const __m256 c[4], float *d, int64_t cols) {
+    const __m256 t0 = _mm256_unpacklo_ps(c[0], c[1]), t1 = _mm256_unpackhi_ps(c[0], c[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(c[2], c[3]), t3 = _mm256_unpackhi_ps(c[2], c[3]);
+    const __m256 r0 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2))); /* rows 0 | 4 */
+    const __m256 r1 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2))); /* rows 1 | 5 */
+    const __m256 r2 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3))); /* rows 2 | 6 */
+    const __m256 r3 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3))); /* rows 3 | 7 */
+    _mm_storeu_ps(d, _mm256_castps256_ps128(r0));
+    _mm_storeu_ps(d + cols, _mm256_castps256_ps128(r1));
+    _mm_storeu_ps(d + 2 * cols, _mm256_castps256_ps128(r2));
+    _mm_storeu_ps(d + 3 * cols, _mm256_castps256_ps128(r3));
+    _mm_storeu_ps(d + 4 * cols, _mm256_extractf128_ps(r0, 1));
+    _mm_storeu_ps(d + 5 * cols, _mm256_extractf128_ps(r1, 1));
+    _mm_storeu_ps(d + 6 * cols, _mm256_extractf128_ps(r2, 1));
+    _mm_storeu_ps(d + 7 * cols, _mm256_extractf128_ps(r3, 1));
+}
+
+/* one column group of eight rows, dense: column k is v0 where p0 == k, v1 where p1 == k,
+ * else 0 (lane j: row j) */
+static inline void group_4x8(__m256 v0, __m256 v1, __m256i p0, __m256i p1, float *d, int64_t cols) {
+    __m256 c[4];
+    for (int k = 0; k < 4; k++) {
+        const __m256i kk = _mm256_set1_epi32(k);
+        c[k] = _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(p0, kk)), v0),
+                            _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(p1, kk)), v1));
+    }
+    store_4x8(c, d, cols);
+}
+
+/* row group G as eight dense rows, column group by column group */
 static void ilv_deq(const pare_nm *w, int64_t G, float *dst) {
     const int64_t ng = w->cols / 4, cols = w->cols;
     const __m256i s0 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), s1 = _mm256_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30);
     const __m256i three = _mm256_set1_epi32(3);
     const uint8_t *b = w->ilv + (size_t)G * (size_t)ng * K_NM_ILV_BLOCK;
     for (int64_t g = 0; g < ng; g++, b += K_NM_ILV_BLOCK) {
-        const __m256 v0 = ld_f16(b, 0), v1 = ld_f16(b, 8);
         uint32_t pw;
         memcpy(&pw, b + 32, 4);
         const __m256i B = _mm256_set1_epi32((int)pw);
-        const __m256i p0 = _mm256_and_si256(_mm256_srlv_epi32(B, s0), three), p1 = _mm256_and_si256(_mm256_srlv_epi32(B, s1), three);
-        __m256 c[4];
-        for (int k = 0; k < 4; k++) {
-            const __m256i kk = _mm256_set1_epi32(k);
-            c[k] = _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(p0, kk)), v0),
-                                _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(p1, kk)), v1));
+        group_4x8(ld_f16(b, 0), ld_f16(b, 8), _mm256_and_si256(_mm256_srlv_epi32(B, s0), three),
+                  _mm256_and_si256(_mm256_srlv_epi32(B, s1), three), dst + 4 * g, cols);
+    }
+}
+
+/* the same for 8-bit values: per pair of column groups, each lane's four value bytes and
+ * position byte taken apart by shifts, the values times the row's scale */
+static void ilv8_deq(const pare_nm *w, int64_t G, float *dst) {
+    const int64_t nb = w->cols / 32, cols = w->cols;
+    const __m256i three = _mm256_set1_epi32(3);
+    const uint8_t *b = w->ilv + (size_t)G * (size_t)nb * K_NM_ILV8_BLOCK;
+    for (int64_t bk = 0; bk < nb; bk++, b += K_NM_ILV8_BLOCK) {
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b));
+        for (int t = 0; t < 4; t++) {
+            const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + K_NM_ILV8_POS + 8 * t)));
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(b + K_NM_ILV8_VAL + 32 * t));
+#define QV(k) _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(q, 24 - 8 * (k)), 24)))
+            float *o = dst + 32 * bk + 8 * t;
+            group_4x8(QV(0), QV(1), _mm256_and_si256(v, three), _mm256_and_si256(_mm256_srli_epi32(v, 2), three), o, cols);
+            group_4x8(QV(2), QV(3), _mm256_and_si256(_mm256_srli_epi32(v, 4), three), _mm256_srli_epi32(v, 6), o + 4, cols);
+#undef QV
         }
-        /* rows j (lanes) x columns k -> row-major: t01 = (c0 c1) interleaved, t23 likewise */
-        const __m256 t0 = _mm256_unpacklo_ps(c[0], c[1]), t1 = _mm256_unpackhi_ps(c[0], c[1]);
-        const __m256 t2 = _mm256_unpacklo_ps(c[2], c[3]), t3 = _mm256_unpackhi_ps(c[2], c[3]);
-        const __m256 r0 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2))); /* rows 0 | 4 */
-        const __m256 r1 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2))); /* rows 1 | 5 */
-        const __m256 r2 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3))); /* rows 2 | 6 */
-        const __m256 r3 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3))); /* rows 3 | 7 */
-        float *d = dst + 4 * g;
-        _mm_storeu_ps(d, _mm256_castps256_ps128(r0));
-        _mm_storeu_ps(d + cols, _mm256_castps256_ps128(r1));
-        _mm_storeu_ps(d + 2 * cols, _mm256_castps256_ps128(r2));
-        _mm_storeu_ps(d + 3 * cols, _mm256_castps256_ps128(r3));
-        _mm_storeu_ps(d + 4 * cols, _mm256_extractf128_ps(r0, 1));
-        _mm_storeu_ps(d + 5 * cols, _mm256_extractf128_ps(r1, 1));
-        _mm_storeu_ps(d + 6 * cols, _mm256_extractf128_ps(r2, 1));
-        _mm_storeu_ps(d + 7 * cols, _mm256_extractf128_ps(r3, 1));
     }
 }
 
@@ -459,6 +486,7 @@ void k_nm_ops_avx2(k_nm_ops *t) {
     t->ilv_rows = ilv_rows;
     t->ilv8_rows = ilv8_rows;
     t->ilv_deq = ilv_deq;
+    t->ilv8_deq = ilv8_deq;
     lut_init();
     t->rows[K_NM_F32] = rows_f32;
     t->rows[K_NM_F16] = rows_f16;
