@@ -161,9 +161,11 @@ typedef void (*k_nm_deq_fn)(const pare_nm *w, int64_t r, float *dst);
  * layout's column order; its blocks of 32 are the values' scale blocks), as the dense Q8_0
  * rows do; NULL: the exact rows */
 typedef void (*k_nm_rows_xq_fn)(const pare_nm *w, int64_t r0, int64_t r1, const k_xvec *x, float *y);
-/* bytes of one block of an interleaved 2:4 F16 matrix: v0[8], v1[8] (F16), the position word */
+/* bytes of one block of an interleaved 2:4 F16 matrix: v0[8], v1[8] (F16), the position word;
+ * of 4:8 F16: v0[8] .. v3[8], the rows' 12-bit position fields */
 #define K_NM_ILV_BLOCK 36
-/* rows of an interleaved 2:4 F16 matrix (nm.h, k_nm_interleave) for row groups g0 <= G < g1,
+#define K_NM_ILV48_BLOCK 76
+/* rows of an interleaved 2:4 or 4:8 F16 matrix (nm.h, k_nm_interleave) for row groups g0 <= G < g1,
  * x in the layout's order; and row group G expanded to 8 dense rows (stride cols floats) */
 typedef void (*k_nm_ilv_rows_fn)(const pare_nm *w, int64_t g0, int64_t g1, const float *x, float *y);
 typedef void (*k_nm_ilv_deq_fn)(const pare_nm *w, int64_t G, float *dst);

@@ -114,8 +114,9 @@ void k_nm_free(pare_nm *w) {
 int k_nm_ilv_wanted(const pare_nm *w) {
     const char *e = getenv("PARE_NM8");
     if (e && !strcmp(e, "0")) return 0;
-    return k_isa() == PARE_ISA_AVX2 && w->n == 2 && w->m == 4 && (w->vtype == PARE_TYPE_F16 || w->vtype == PARE_TYPE_Q8_0) &&
-           !w->ilv;
+    return k_isa() == PARE_ISA_AVX2 && !w->ilv &&
+           ((w->n == 2 && w->m == 4 && (w->vtype == PARE_TYPE_F16 || w->vtype == PARE_TYPE_Q8_0)) ||
+            (w->n == 4 && w->m == 8 && w->vtype == PARE_TYPE_F16));
 }
 
 /* the two kept positions (0-3) of row r in column group g of the row layout */
@@ -141,6 +142,24 @@ static void ilv_fill16(const pare_nm *w, uint8_t *b, int64_t G, int64_t g) {
         pos |= (uint32_t)(p[0] | p[1] << 2) << (4 * j);
     }
     memcpy(b + 32, &pos, 4);
+}
+
+/* 4:8 F16: row group G, column group g (8 columns) */
+static void ilv_fill48(const pare_nm *w, uint8_t *b, int64_t G, int64_t g) {
+    uint8_t pos[16] = {0}; /* row j's field at bits 12 j .. 12 j + 11 */
+    memset(b, 0, K_NM_ILV48_BLOCK);
+    for (int j = 0; j < 8; j++) {
+        const int64_t r = 8 * G + j;
+        int p[4] = {0, 1, 2, 3}, k = 0;
+        if (r < w->rows) {
+            for (int c = 0; c < 8; c++)
+                if (kept(w, r, 8 * g + c)) p[k++] = c; /* exactly four per group (nm.h) */
+            for (k = 0; k < 4; k++) memcpy(b + 16 * k + 2 * j, w->vals + (size_t)r * w->vstride + 2 * (size_t)(4 * g + k), 2);
+        }
+        const uint32_t f = (uint32_t)(p[0] | p[1] << 3 | p[2] << 6 | p[3] << 9) << (12 * j % 8);
+        for (int i = 0; i < 3; i++) pos[12 * j / 8 + i] |= (uint8_t)(f >> (8 * i));
+    }
+    memcpy(b + 64, pos, 12);
 }
 
 /* 2:4 8-bit: row group G, block bk (padding rows: scale 0, values 0, positions 0 and 1) */
@@ -184,12 +203,12 @@ void k_nm_ilv8_xtab(const int8_t *q, int64_t cols, int8_t *xt) {
 pare_status k_nm_interleave(pare_nm *w) {
     static uint64_t next_id; /* atomically below: two threads may interleave at once */
     if (w->ilv) return PARE_OK;
-    const int q8 = w->vtype == PARE_TYPE_Q8_0;
-    if (w->n != 2 || w->m != 4 || !(w->vtype == PARE_TYPE_F16 || q8))
-        return pare_fail(PARE_ERR_ARG, "N:M: only 2:4 with F16 or 8-bit values interleaves (got %d:%d %s)", w->n, w->m,
-                         pare_type_name(w->vtype));
-    const int64_t per = q8 ? w->cols / 32 : w->cols / 4, groups = (w->rows + 7) / 8;
-    const size_t blk = q8 ? K_NM_ILV8_BLOCK : K_NM_ILV_BLOCK;
+    const int q8 = w->vtype == PARE_TYPE_Q8_0, f48 = w->n == 4 && w->m == 8 && w->vtype == PARE_TYPE_F16;
+    if (!f48 && (w->n != 2 || w->m != 4 || !(w->vtype == PARE_TYPE_F16 || q8)))
+        return pare_fail(PARE_ERR_ARG, "N:M: only 2:4 with F16 or 8-bit values and 4:8 with F16 values interleave (got %d:%d %s)",
+                         w->n, w->m, pare_type_name(w->vtype));
+    const int64_t per = q8 ? w->cols / 32 : w->cols / w->m, groups = (w->rows + 7) / 8;
+    const size_t blk = q8 ? K_NM_ILV8_BLOCK : f48 ? K_NM_ILV48_BLOCK : K_NM_ILV_BLOCK;
     size_t bytes;
     if (!pare_mul_ok((size_t)groups * (size_t)per, blk, &bytes)) return pare_fail(PARE_ERR_NOMEM, "N:M: matrix too large");
     uint8_t *ilv = k_alloc_weights(bytes + 64, NULL); /* SIMD loads read ahead */
@@ -201,6 +220,7 @@ pare_status k_nm_interleave(pare_nm *w) {
         for (int64_t g = 0; g < per; g++) {
             uint8_t *b = ilv + ((size_t)G * (size_t)per + (size_t)g) * blk;
             if (q8) ilv_fill8(w, b, G, g);
+            else if (f48) ilv_fill48(w, b, G, g);
             else ilv_fill16(w, b, G, g);
         }
     free(w->vals); free(w->mask); free(w->scale);
@@ -213,37 +233,51 @@ pare_status k_nm_interleave(pare_nm *w) {
     return PARE_OK;
 }
 
-/* row j of row group G, column group g: its two values (8-bit: times the scale) and their
- * positions 0-3 */
-static inline void ilv_at(const pare_nm *w, int64_t G, int64_t g, int j, float *v0, float *v1, int *p0, int *p1) {
-    uint16_t h0, h1;
+/* row j of row group G, column group g (M columns): its N values (8-bit: times the scale)
+ * and their positions 0 .. M-1 */
+static inline void ilv_at(const pare_nm *w, int64_t G, int64_t g, int j, float v[4], int p[4]) {
+    uint16_t h;
     if (w->vtype == PARE_TYPE_Q8_0) {
         const int64_t bk = g / 8, t = g % 8 / 2, hi = g % 2;
         const uint8_t *b = w->ilv + ((size_t)G * (size_t)(w->cols / 32) + (size_t)bk) * K_NM_ILV8_BLOCK;
-        memcpy(&h0, b + 2 * j, 2);
-        const float d = pare_f16_to_f32(h0);
+        memcpy(&h, b + 2 * j, 2);
+        const float d = pare_f16_to_f32(h);
         const int8_t *q = (const int8_t *)b + K_NM_ILV8_VAL + 32 * t + 4 * j + 2 * hi;
-        const unsigned v = b[K_NM_ILV8_POS + 8 * t + j] >> (4 * hi);
-        *v0 = d * (float)q[0]; *v1 = d * (float)q[1];
-        *p0 = (int)(v & 3); *p1 = (int)(v >> 2 & 3);
+        const unsigned f = b[K_NM_ILV8_POS + 8 * t + j] >> (4 * hi);
+        v[0] = d * (float)q[0]; v[1] = d * (float)q[1];
+        p[0] = (int)(f & 3); p[1] = (int)(f >> 2 & 3);
+        return;
+    }
+    if (w->m == 8) {
+        const uint8_t *b = w->ilv + ((size_t)G * (size_t)(w->cols / 8) + (size_t)g) * K_NM_ILV48_BLOCK;
+        uint32_t f = 0;
+        for (int i = 0; i < 3; i++) f |= (uint32_t)b[64 + 12 * j / 8 + i] << (8 * i);
+        f >>= 12 * j % 8;
+        for (int k = 0; k < 4; k++) {
+            memcpy(&h, b + 16 * k + 2 * j, 2);
+            v[k] = pare_f16_to_f32(h);
+            p[k] = (int)(f >> (3 * k) & 7);
+        }
         return;
     }
     const uint8_t *b = w->ilv + ((size_t)G * (size_t)(w->cols / 4) + (size_t)g) * K_NM_ILV_BLOCK;
     uint32_t pos;
-    memcpy(&h0, b + 2 * j, 2); memcpy(&h1, b + 16 + 2 * j, 2); memcpy(&pos, b + 32, 4);
-    *v0 = pare_f16_to_f32(h0); *v1 = pare_f16_to_f32(h1);
-    *p0 = (int)(pos >> (4 * j) & 3); *p1 = (int)(pos >> (4 * j + 2) & 3);
+    memcpy(&pos, b + 32, 4);
+    for (int k = 0; k < 2; k++) {
+        memcpy(&h, b + 16 * k + 2 * j, 2);
+        v[k] = pare_f16_to_f32(h);
+        p[k] = (int)(pos >> (4 * j + 2 * k) & 3);
+    }
 }
 
 /* row r (padding rows included) as dense floats in layout order */
 static void ilv_row_ref(const pare_nm *w, int64_t r, float *dst) {
     memset(dst, 0, (size_t)w->cols * sizeof(float));
-    for (int64_t g = 0; g < w->cols / 4; g++) {
-        float v0, v1;
-        int p0, p1;
-        ilv_at(w, r / 8, g, (int)(r % 8), &v0, &v1, &p0, &p1);
-        dst[4 * g + p0] = v0;
-        dst[4 * g + p1] = v1;
+    for (int64_t g = 0; g < w->cols / w->m; g++) {
+        float v[4];
+        int p[4];
+        ilv_at(w, r / 8, g, (int)(r % 8), v, p);
+        for (int k = 0; k < w->n; k++) dst[w->m * g + p[k]] = v[k];
     }
 }
 
@@ -252,11 +286,11 @@ static void ilv_rows_ref(const pare_nm *w, int64_t g0, int64_t g1, const float *
     for (int64_t G = g0; G < g1; G++)
         for (int j = 0; j < 8 && 8 * G + j < w->rows; j++) {
             float s = 0;
-            for (int64_t g = 0; g < w->cols / 4; g++) {
-                float v0, v1;
-                int p0, p1;
-                ilv_at(w, G, g, j, &v0, &v1, &p0, &p1);
-                s += v0 * x[4 * g + p0] + v1 * x[4 * g + p1];
+            for (int64_t g = 0; g < w->cols / w->m; g++) {
+                float v[4];
+                int p[4];
+                ilv_at(w, G, g, j, v, p);
+                for (int k = 0; k < w->n; k++) s += v[k] * x[w->m * g + p[k]];
             }
             y[8 * G + j] = s;
         }

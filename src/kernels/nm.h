@@ -29,7 +29,7 @@ typedef struct pare_nm {
     uint16_t *scale;   /* Q8_0 only */
     int32_t *perm;     /* owned copy or NULL */
     size_t bytes;      /* resident bytes of vals, mask, scale and perm (or ilv and perm) */
-    uint8_t *ilv;      /* 2:4 F16 or 8-bit with eight rows interleaved (k_nm_interleave), or NULL */
+    uint8_t *ilv;      /* eight rows interleaved (k_nm_interleave), or NULL */
     uint64_t id;       /* set by k_nm_interleave: tells matrices apart in per-thread caches */
 } pare_nm;
 
@@ -63,10 +63,15 @@ void k_nm_free(pare_nm *w);
  * 48 + 32 t + 4 j: the first group's two kept values, then the second's. So each 32-bit
  * lane of a 32-byte load holds one row's four values of a pair, and one byte shuffle of a
  * 16-byte table of x (k_nm_ilv8_xtab) per load gives each its x: 5.5 bits per weight.
+ * 4:8 with F16 values interleaves per column group g of 8 (layout columns 8g..8g+7), at
+ * ilv + (G * cols / 8 + g) * 76: v0[8] .. v3[8] F16 (the four kept values of each row), then
+ * 12 bytes of position fields, row j's p0 | p1 << 3 | p2 << 6 | p3 << 9 at bits 12 j .. 12 j
+ * + 11 (little-endian): 9.5 bits per weight, against the row layout's 9, for a matvec that
+ * needs no tables (one vpermps per value slot).
  * vals, mask and scale are freed; the drivers below (matvec, dequant_row, matmul) handle
- * both forms, the per-ISA row kernels never see them.
- * k_nm_ilv_wanted: the bound ISA is AVX2, the matrix 2:4 with F16 or 8-bit values
- * (environment PARE_NM8=0 turns it off, for comparisons). */
+ * these forms, the per-ISA row kernels never see them.
+ * k_nm_ilv_wanted: the bound ISA is AVX2, the matrix 2:4 with F16 or 8-bit values or 4:8
+ * with F16 values (environment PARE_NM8=0 turns it off, for comparisons). */
 int k_nm_ilv_wanted(const pare_nm *w);
 pare_status k_nm_interleave(pare_nm *w);
 

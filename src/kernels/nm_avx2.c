@@ -312,7 +312,7 @@ static inline void ilv_store(const pare_nm *w, int64_t G, __m256 acc, float *y) 
         a1 = _mm256_fmadd_ps(ld_f16((b), 8), _mm256_permutevar_ps(xg, _mm256_srlv_epi32(c_, s1)), a1); \
     } while (0)
 
-static void ilv_rows(const pare_nm *w, int64_t g0, int64_t g1, const float *x, float *y) {
+static void ilv24_rows(const pare_nm *w, int64_t g0, int64_t g1, const float *x, float *y) {
     const int64_t ng = w->cols / 4;
     const __m256i s0 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), s1 = _mm256_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30);
     int64_t G = g0;
@@ -383,7 +383,7 @@ static inline void group_4x8(__m256 v0, __m256 v1, __m256i p0, __m256i p1, float
 }
 
 /* row group G as eight dense rows, column group by column group */
-static void ilv_deq(const pare_nm *w, int64_t G, float *dst) {
+static void ilv24_deq(const pare_nm *w, int64_t G, float *dst) {
     const int64_t ng = w->cols / 4, cols = w->cols;
     const __m256i s0 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), s1 = _mm256_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30);
     const __m256i three = _mm256_set1_epi32(3);
@@ -395,6 +395,99 @@ static void ilv_deq(const pare_nm *w, int64_t G, float *dst) {
         group_4x8(ld_f16(b, 0), ld_f16(b, 8), _mm256_and_si256(_mm256_srlv_epi32(B, s0), three),
                   _mm256_and_si256(_mm256_srlv_epi32(B, s1), three), dst + 4 * g, cols);
     }
+}
+
+/* ---- 4:8 F16, eight rows interleaved (nm.h) --------------------------------------------- */
+/* Per column group (8 columns): x's eight columns in one register; each lane's 12-bit
+ * position field is picked out of the 12 position bytes (vpshufb: two bytes per lane; odd
+ * rows' fields start at bit 4, vpsrlvd) and vpermps reads bits 0-2 of the lane, so value
+ * slot k takes the field shifted right by 3 k. Two row groups a step. Measured in a test
+ * binary on one Zen 3 core, L3-resident: 24.2 G weights/s (28.7 GB/s); with 16-bit fields
+ * (10 bits per weight) 25.4. */
+#define ILV48_POS(b, P)                                                                                              \
+    const __m256i P = _mm256_srlv_epi32(                                                                            \
+        _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)((b) + 64))), spr), sh)
+#define ILV48_STEP(b, xg, a0, a1)                                                                                    \
+    do {                                                                                                            \
+        ILV48_POS(b, P_);                                                                                           \
+        a0 = _mm256_fmadd_ps(ld_f16((b), 0), _mm256_permutevar8x32_ps(xg, P_), a0);                                 \
+        a1 = _mm256_fmadd_ps(ld_f16((b), 8), _mm256_permutevar8x32_ps(xg, _mm256_srli_epi32(P_, 3)), a1);           \
+        a0 = _mm256_fmadd_ps(ld_f16((b), 16), _mm256_permutevar8x32_ps(xg, _mm256_srli_epi32(P_, 6)), a0);          \
+        a1 = _mm256_fmadd_ps(ld_f16((b), 24), _mm256_permutevar8x32_ps(xg, _mm256_srli_epi32(P_, 9)), a1);          \
+    } while (0)
+#define ILV48_CONSTS                                                                                                 \
+    const __m256i spr = _mm256_setr_epi8(0, 1, -1, -1, 1, 2, -1, -1, 3, 4, -1, -1, 4, 5, -1, -1, 6, 7, -1, -1, 7, 8, -1, \
+                                         -1, 9, 10, -1, -1, 10, 11, -1, -1);                                        \
+    const __m256i sh = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)
+
+static void ilv48_rows(const pare_nm *w, int64_t g0, int64_t g1, const float *x, float *y) {
+    const int64_t ng = w->cols / 8;
+    ILV48_CONSTS;
+    int64_t G = g0;
+    for (; G + 2 <= g1; G += 2) {
+        const uint8_t *b = w->ilv + (size_t)G * (size_t)ng * K_NM_ILV48_BLOCK, *c = b + (size_t)ng * K_NM_ILV48_BLOCK;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, d0 = a0, d1 = a0;
+        for (int64_t g = 0; g < ng; g++, b += K_NM_ILV48_BLOCK, c += K_NM_ILV48_BLOCK) {
+            _mm_prefetch((const char *)b + NM8_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)b + NM8_PF + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)c + NM8_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)c + NM8_PF + 64, _MM_HINT_T0);
+            const __m256 xg = _mm256_loadu_ps(x + 8 * g);
+            ILV48_STEP(b, xg, a0, a1);
+            ILV48_STEP(c, xg, d0, d1);
+        }
+        ilv_store(w, G, _mm256_add_ps(a0, a1), y);
+        ilv_store(w, G + 1, _mm256_add_ps(d0, d1), y);
+    }
+    for (; G < g1; G++) {
+        const uint8_t *b = w->ilv + (size_t)G * (size_t)ng * K_NM_ILV48_BLOCK;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        for (int64_t g = 0; g < ng; g++, b += K_NM_ILV48_BLOCK) {
+            _mm_prefetch((const char *)b + NM8_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)b + NM8_PF + 64, _MM_HINT_T0);
+            ILV48_STEP(b, _mm256_loadu_ps(x + 8 * g), a0, a1);
+        }
+        ilv_store(w, G, _mm256_add_ps(a0, a1), y);
+    }
+}
+
+/* row group G as eight dense rows: column c of each column group is the value whose
+ * position is c, else 0 (a blend per slot that can hold c); two 4 x 8 transposes */
+static void ilv48_deq(const pare_nm *w, int64_t G, float *dst) {
+    const int64_t ng = w->cols / 8, cols = w->cols;
+    ILV48_CONSTS;
+    const __m256i seven = _mm256_set1_epi32(7);
+    const uint8_t *b = w->ilv + (size_t)G * (size_t)ng * K_NM_ILV48_BLOCK;
+    for (int64_t g = 0; g < ng; g++, b += K_NM_ILV48_BLOCK) {
+        ILV48_POS(b, P);
+        __m256 v[4];
+        __m256i p[4];
+        for (int k = 0; k < 4; k++) {
+            v[k] = ld_f16(b, 8 * (size_t)k);
+            p[k] = _mm256_and_si256(_mm256_srlv_epi32(P, _mm256_set1_epi32(3 * k)), seven);
+        }
+        for (int h = 0; h < 2; h++) {
+            __m256 c[4];
+            for (int i = 0; i < 4; i++) {
+                const __m256i cc = _mm256_set1_epi32(4 * h + i);
+                __m256 e = _mm256_setzero_ps();
+                /* p0 < p1 < p2 < p3: slot k lies in columns k .. k + 4 */
+                for (int k = 4 * h + i > 4 ? 4 * h + i - 4 : 0; k <= 3 && k <= 4 * h + i; k++)
+                    e = _mm256_blendv_ps(e, v[k], _mm256_castsi256_ps(_mm256_cmpeq_epi32(p[k], cc)));
+                c[i] = e;
+            }
+            store_4x8(c, dst + 8 * g + 4 * h, cols);
+        }
+    }
+}
+
+static void ilv_rows(const pare_nm *w, int64_t g0, int64_t g1, const float *x, float *y) {
+    if (w->m == 8) ilv48_rows(w, g0, g1, x, y);
+    else ilv24_rows(w, g0, g1, x, y);
+}
+static void ilv_deq(const pare_nm *w, int64_t G, float *dst) {
+    if (w->m == 8) ilv48_deq(w, G, dst);
+    else ilv24_deq(w, G, dst);
 }
 
 /* the same for 8-bit values: per pair of column groups, each lane's four value bytes and

@@ -38,7 +38,7 @@ pare_status model_pack_nm(pare_model *m, int want, pare_nm_summary *sum) {
                 k_nm_detect(t->type, t->data, t->ne[1], t->ne[0], perms[i], &n, &mm);
             if (!t->nm && n) {
                 pare_status st = k_nm_pack(t->type, t->data, t->ne[1], t->ne[0], perms[i], n, mm, vt, &t->nm);
-                if (!st && k_nm_ilv_wanted(t->nm)) st = k_nm_interleave(t->nm); /* 2:4 F16 on AVX2 */
+                if (!st && k_nm_ilv_wanted(t->nm)) st = k_nm_interleave(t->nm); /* AVX2: 2:4, 4:8 F16 */
                 if (st) return st;
                 release_pages(t);
             }
