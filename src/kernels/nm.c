@@ -119,12 +119,12 @@ int k_nm_ilv_wanted(const pare_nm *w) {
             (w->n == 4 && w->m == 8 && w->vtype == PARE_TYPE_F16));
 }
 
-/* the two kept positions (0-3) of row r in column group g of the row layout */
-static inline void kept_pair(const pare_nm *w, int64_t r, int64_t g, int p[2]) {
+/* the N kept positions (0 .. M-1, ascending) of row r in the group of columns from c0 of
+ * the row layout, which keeps exactly N (nm.h) */
+static inline void kept_pos(const pare_nm *w, int64_t r, int64_t c0, int p[4]) {
     int k = 0;
-    p[0] = 0; p[1] = 1;
-    for (int c = 0; c < 4; c++)
-        if (kept(w, r, 4 * g + c)) p[k++] = c; /* exactly two per group (nm.h) */
+    for (int c = 0; c < w->m; c++)
+        if (kept(w, r, c0 + c)) p[k++] = c;
 }
 
 /* 2:4 F16: row group G, column group g */
@@ -133,9 +133,9 @@ static void ilv_fill16(const pare_nm *w, uint8_t *b, int64_t G, int64_t g) {
     memset(b, 0, 32);
     for (int j = 0; j < 8; j++) {
         const int64_t r = 8 * G + j;
-        int p[2] = {0, 1};
+        int p[4] = {0, 1};
         if (r < w->rows) {
-            kept_pair(w, r, g, p);
+            kept_pos(w, r, 4 * g, p);
             memcpy(b + 2 * j, w->vals + (size_t)r * w->vstride + 2 * (size_t)(2 * g), 2);
             memcpy(b + 16 + 2 * j, w->vals + (size_t)r * w->vstride + 2 * (size_t)(2 * g + 1), 2);
         }
@@ -150,11 +150,10 @@ static void ilv_fill48(const pare_nm *w, uint8_t *b, int64_t G, int64_t g) {
     memset(b, 0, K_NM_ILV48_BLOCK);
     for (int j = 0; j < 8; j++) {
         const int64_t r = 8 * G + j;
-        int p[4] = {0, 1, 2, 3}, k = 0;
+        int p[4] = {0, 1, 2, 3};
         if (r < w->rows) {
-            for (int c = 0; c < 8; c++)
-                if (kept(w, r, 8 * g + c)) p[k++] = c; /* exactly four per group (nm.h) */
-            for (k = 0; k < 4; k++) memcpy(b + 16 * k + 2 * j, w->vals + (size_t)r * w->vstride + 2 * (size_t)(4 * g + k), 2);
+            kept_pos(w, r, 8 * g, p);
+            for (int k = 0; k < 4; k++) memcpy(b + 16 * k + 2 * j, w->vals + (size_t)r * w->vstride + 2 * (size_t)(4 * g + k), 2);
         }
         const uint32_t f = (uint32_t)(p[0] | p[1] << 3 | p[2] << 6 | p[3] << 9) << (12 * j % 8);
         for (int i = 0; i < 3; i++) pos[12 * j / 8 + i] |= (uint8_t)(f >> (8 * i));
@@ -177,8 +176,8 @@ static void ilv_fill8(const pare_nm *w, uint8_t *b, int64_t G, int64_t bk) {
             uint8_t v = 0;
             for (int h = 0; h < 2; h++) {
                 const int64_t g = 8 * bk + 2 * t + h;
-                int p[2];
-                kept_pair(w, r, g, p);
+                int p[4];
+                kept_pos(w, r, 4 * g, p);
                 v |= (uint8_t)((p[0] | p[1] << 2) << (4 * h));
                 memcpy(b + K_NM_ILV8_VAL + 32 * t + 4 * j + 2 * h, w->vals + (size_t)r * w->vstride + (size_t)(2 * g), 2);
             }

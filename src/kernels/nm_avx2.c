@@ -15,7 +15,10 @@
  * (lane j takes kept value number popcount(mask below j)); the index's sign bit marks the kept
  * lanes and a blend zeroes the others; the values' position advances by popcount(mask).
  * Measured on Zen 3 (2 threads, TinyLlama-1.1B shape, F16 values), 2:4 decode ran at 0.83x
- * dense F16 with only the general step, 1.3-1.7x with the gather (docs/PERFORMANCE.md). */
+ * dense F16 with only the general step, 1.3-1.7x with the gather (docs/PERFORMANCE.md).
+ * The engine interleaves 2:4 (F16 and 8-bit values) and 4:8 F16 eight rows at a time
+ * (k_nm_interleave), for the faster rows at the end of this file; these row-layout rows then
+ * serve the other patterns and types. */
 #include "k_impl.h"
 
 #include <immintrin.h>
@@ -490,26 +493,6 @@ static void ilv_deq(const pare_nm *w, int64_t G, float *dst) {
     else ilv24_deq(w, G, dst);
 }
 
-/* the same for 8-bit values: per pair of column groups, each lane's four value bytes and
- * position byte taken apart by shifts, the values times the row's scale */
-static void ilv8_deq(const pare_nm *w, int64_t G, float *dst) {
-    const int64_t nb = w->cols / 32, cols = w->cols;
-    const __m256i three = _mm256_set1_epi32(3);
-    const uint8_t *b = w->ilv + (size_t)G * (size_t)nb * K_NM_ILV8_BLOCK;
-    for (int64_t bk = 0; bk < nb; bk++, b += K_NM_ILV8_BLOCK) {
-        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b));
-        for (int t = 0; t < 4; t++) {
-            const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + K_NM_ILV8_POS + 8 * t)));
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(b + K_NM_ILV8_VAL + 32 * t));
-#define QV(k) _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(q, 24 - 8 * (k)), 24)))
-            float *o = dst + 32 * bk + 8 * t;
-            group_4x8(QV(0), QV(1), _mm256_and_si256(v, three), _mm256_and_si256(_mm256_srli_epi32(v, 2), three), o, cols);
-            group_4x8(QV(2), QV(3), _mm256_and_si256(_mm256_srli_epi32(v, 4), three), _mm256_srli_epi32(v, 6), o + 4, cols);
-#undef QV
-        }
-    }
-}
-
 /* ---- 2:4 8-bit, eight rows interleaved (nm.h) ------------------------------------------- */
 /* Per pair of column groups, one 32-byte load holds the eight rows' four values; the rows'
  * position bytes, spread to their lanes (each lane: the byte twice, then shifted right by 4
@@ -572,6 +555,26 @@ static void ilv8_rows(const pare_nm *w, int64_t g0, int64_t g1, const k_xvec *xv
             a0 = _mm256_fmadd_ps(ilv8_scales(b, xv->d + bk), _mm256_cvtepi32_ps(ilv8_block(b, xt)), a0);
         }
         ilv_store(w, G, a0, y);
+    }
+}
+
+/* row group G as eight dense rows: per pair of column groups, each lane's four value bytes
+ * and position byte taken apart by shifts, the values times the row's scale, then as F16 */
+static void ilv8_deq(const pare_nm *w, int64_t G, float *dst) {
+    const int64_t nb = w->cols / 32, cols = w->cols;
+    const __m256i three = _mm256_set1_epi32(3);
+    const uint8_t *b = w->ilv + (size_t)G * (size_t)nb * K_NM_ILV8_BLOCK;
+    for (int64_t bk = 0; bk < nb; bk++, b += K_NM_ILV8_BLOCK) {
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b));
+        for (int t = 0; t < 4; t++) {
+            const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + K_NM_ILV8_POS + 8 * t)));
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(b + K_NM_ILV8_VAL + 32 * t));
+#define QV(k) _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(q, 24 - 8 * (k)), 24)))
+            float *o = dst + 32 * bk + 8 * t;
+            group_4x8(QV(0), QV(1), _mm256_and_si256(v, three), _mm256_and_si256(_mm256_srli_epi32(v, 2), three), o, cols);
+            group_4x8(QV(2), QV(3), _mm256_and_si256(_mm256_srli_epi32(v, 4), three), _mm256_srli_epi32(v, 6), o + 4, cols);
+#undef QV
+        }
     }
 }
 
