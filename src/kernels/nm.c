@@ -50,6 +50,32 @@ static void layout_row(int type, const void *W, size_t rb, int64_t r, int64_t co
     for (int64_t c = 0; c < cols; c++) out[c] = tmp[perm[c]];
 }
 
+/* bit c of bits (words of 64) set iff row[c] != 0 (NaN counts as nonzero) */
+static void nz_bits(const float *row, int64_t cols, uint64_t *bits) {
+    for (int64_t w = 0; w < (cols + 63) / 64; w++) {
+        uint64_t b = 0;
+        const int64_t e = cols - 64 * w < 64 ? cols - 64 * w : 64;
+        for (int64_t j = 0; j < e; j++) b |= (uint64_t)(row[64 * w + j] != 0.0f) << j;
+        bits[w] = b;
+    }
+}
+
+/* bits set in x < 2^16 (without -mpopcnt __builtin_popcount is a library call) */
+static inline int pop16(uint32_t x) {
+    x = x - ((x >> 1) & 0x5555u);
+    x = (x & 0x3333u) + ((x >> 2) & 0x3333u);
+    x = (x + (x >> 4)) & 0x0f0fu;
+    return (int)((x + (x >> 8)) & 0x1fu);
+}
+
+/* the m (<= 16) bits of bits from bit c on */
+static inline uint32_t group_bits(const uint64_t *bits, int64_t c, int m) {
+    const int sh = (int)(c & 63);
+    uint64_t b = bits[c >> 6] >> sh;
+    if (sh + m > 64) b |= bits[(c >> 6) + 1] << (64 - sh);
+    return (uint32_t)b & ((1u << m) - 1);
+}
+
 void k_nm_detect(int type, const void *W, int64_t rows, int64_t cols, const int32_t *perm, int *n, int *m) {
     *n = *m = 0;
     const size_t rb = pare_row_bytes(type, cols);
@@ -57,36 +83,36 @@ void k_nm_detect(int type, const void *W, int64_t rows, int64_t cols, const int3
     int maxnz[NMS], live = 0;
     for (int i = 0; i < NMS; i++) { maxnz[i] = cols % g_ms[i] ? g_ms[i] + 1 : 0; live += !(cols % g_ms[i]); }
     if (!live) return;
-    /* rows in chunks: a dense matrix fails every pattern within the first chunk */
-    const int64_t chunk = 64;
+    /* the first 64 rows, then the rest: a dense matrix fails every pattern in the first */
     int nomem = 0;
-    for (int64_t r0 = 0; r0 < rows && !nomem; r0 += chunk) {
-        const int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
+    for (int64_t r0 = 0, r1; r0 < rows && !nomem; r0 = r1) {
+        r1 = r0 == 0 && rows > 64 ? 64 : rows;
         int lmax[NMS] = {0};
 #pragma omp parallel if ((r1 - r0) * (double)rb > (1 << 18))
         {
             float *row = malloc((size_t)cols * 2 * sizeof(float));
+            uint64_t *bits = malloc((size_t)(cols + 63) / 64 * sizeof(uint64_t));
             int mine[NMS] = {0};
-            if (!row) {
+            if (!row || !bits) {
 #pragma omp atomic write
                 nomem = 1;
             }
 #pragma omp for schedule(static)
             for (int64_t r = r0; r < r1; r++) {
-                if (!row) continue;
+                if (!row || !bits) continue;
                 layout_row(type, W, rb, r, cols, perm, row + cols, row);
+                nz_bits(row, cols, bits);
                 for (int i = 0; i < NMS; i++) {
                     if (cols % g_ms[i]) continue;
                     for (int64_t g = 0; g < cols; g += g_ms[i]) {
-                        int nz = 0;
-                        for (int j = 0; j < g_ms[i]; j++) nz += row[g + j] != 0.0f;
+                        const int nz = pop16(group_bits(bits, g, g_ms[i]));
                         if (nz > mine[i]) mine[i] = nz;
                     }
                 }
             }
 #pragma omp critical
             for (int i = 0; i < NMS; i++) if (mine[i] > lmax[i]) lmax[i] = mine[i];
-            free(row);
+            free(row); free(bits);
         }
         int useful = 0;
         for (int i = 0; i < NMS; i++) {
@@ -122,9 +148,9 @@ int k_nm_ilv_wanted(const pare_nm *w) {
 /* the N kept positions (0 .. M-1, ascending) of row r in the group of columns from c0 of
  * the row layout, which keeps exactly N (nm.h) */
 static inline void kept_pos(const pare_nm *w, int64_t r, int64_t c0, int p[4]) {
-    int k = 0;
-    for (int c = 0; c < w->m; c++)
-        if (kept(w, r, c0 + c)) p[k++] = c;
+    /* M = 4 or 8 and c0 a multiple of M: the group lies in one mask byte */
+    unsigned b = (unsigned)(w->mask[(size_t)r * w->mstride + (size_t)(c0 >> 3)] >> (c0 & 7)) & ((1u << w->m) - 1);
+    for (int k = 0; b; k++, b &= b - 1) p[k] = __builtin_ctz(b);
 }
 
 /* 2:4 F16: row group G, column group g */
@@ -381,34 +407,37 @@ pare_status k_nm_pack(int type, const void *W, int64_t rows, int64_t cols, const
 #pragma omp parallel if (rows * (double)rb > (1 << 22))
     {
         float *row = malloc((size_t)cols * 2 * sizeof(float));
+        uint64_t *bits = malloc((size_t)(cols + 63) / 64 * sizeof(uint64_t));
         block_q8_0 *qb = vtype == PARE_TYPE_Q8_0 ? malloc((size_t)(cols / 32) * sizeof(block_q8_0)) : NULL;
-        if (!row || (vtype == PARE_TYPE_Q8_0 && !qb)) {
+        const int ok = row && bits && (vtype != PARE_TYPE_Q8_0 || qb);
+        if (!ok) {
 #pragma omp atomic write
             nomem = 1;
         }
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < rows; r++) {
-            if (!row || (vtype == PARE_TYPE_Q8_0 && !qb)) continue;
+            if (!ok) continue;
             layout_row(type, W, rb, r, cols, perm, row + cols, row);
+            nz_bits(row, cols, bits);
             uint8_t *mk = w->mask + (size_t)r * w->mstride, *v = w->vals + (size_t)r * w->vstride;
             memset(mk, 0, w->mstride);
-            if (qb) {
-                k_ref_quant_row(PARE_TYPE_Q8_0, row, qb, cols);
+            if (qb) { /* Q8_0 in natural order: its own blocks, else quantized as llama.cpp does */
+                if (type == PARE_TYPE_Q8_0 && !perm) memcpy(qb, (const uint8_t *)W + (size_t)r * rb, rb);
+                else k_ref_quant_row(PARE_TYPE_Q8_0, row, qb, cols);
                 for (int64_t b = 0; b < cols / 32; b++) w->scale[(size_t)r * (size_t)(cols / 32) + (size_t)b] = qb[b].d;
             }
             int64_t k = 0;
             for (int64_t g = 0; g < cols; g += m) {
-                int nz = 0;
-                for (int j = 0; j < m; j++) nz += row[g + j] != 0.0f;
+                uint32_t keep = group_bits(bits, g, m); /* the nonzero columns, then the kept ones */
+                const int nz = pop16(keep);
                 if (nz > n) {
 #pragma omp critical
                     if (bad_r < 0 || r < bad_r) { bad_r = r; bad_g = g / m; bad_nz = nz; }
                     break;
                 }
-                int fill = n - nz; /* zeros kept to make exactly n: the first ones */
-                for (int j = 0; j < m; j++) {
-                    const int64_t c = g + j;
-                    if (row[c] == 0.0f) { if (fill <= 0) continue; fill--; }
+                for (int f = nz; f < n; f++) keep |= ~keep & (keep + 1); /* zeros kept to make n: the first */
+                for (; keep; keep &= keep - 1) { /* bit by bit, no branch on the values */
+                    const int64_t c = g + __builtin_ctz(keep);
                     mk[c >> 3] |= (uint8_t)(1u << (c & 7));
                     if (raw) { /* the stored value itself, no round trip through float */
                         const int64_t sc = perm ? perm[c] : c;
@@ -426,7 +455,7 @@ pare_status k_nm_pack(int type, const void *W, int64_t rows, int64_t cols, const
                 }
             }
         }
-        free(row); free(qb);
+        free(row); free(bits); free(qb);
     }
     if (nomem) { k_nm_free(w); return pare_fail(PARE_ERR_NOMEM, "N:M: out of memory"); }
     if (bad_r >= 0) {

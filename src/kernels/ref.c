@@ -182,15 +182,28 @@ static void dequant_q5_1(const void *src, float *dst, int64_t n) {
  * NaN or out-of-range input (which ggml leaves undefined): those give 0. */
 static inline int clamp_i8(float v, float lo, float hi) { return v >= lo && v <= hi ? (int)v : 0; }
 
-/* quantize_row_q8_0_ref */
+/* clamp_i8(roundf(v), -128, 127) without the library calls (roundf is one unless SSE4.1 is
+ * enabled): in range, truncate and step away from zero on a fraction of at least one half
+ * (v - (int)v is exact) */
+static inline int round_i8(float v) {
+    if (!(v > -128.5f && v < 127.5f)) return 0;
+    const int i = (int)v;
+    const float fr = v - (float)i;
+    return i + (fr >= 0.5f) - (fr <= -0.5f);
+}
+
+/* quantize_row_q8_0_ref (fmaxf(amax, |x|) ignores NaN, as the comparison below does) */
 static void quant_q8_0(const float *x, block_q8_0 *y, int64_t n) {
     for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
         float amax = 0.0f;
-        for (int j = 0; j < QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < QK8_0; j++) {
+            const float a = fabsf(x[j]);
+            if (a > amax) amax = a;
+        }
         const float d = amax / 127.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = pare_f32_to_f16(d);
-        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)clamp_i8(roundf(x[j] * id), -128, 127);
+        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)round_i8(x[j] * id);
     }
 }
 
