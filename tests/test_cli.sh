@@ -83,6 +83,19 @@ if [ -z "$p1" ] || ! awk -v a="$p1" -v b="$p0" 'BEGIN { d = a - b; if (d < 0) d 
     echo "FAIL compressed ppl $p1 vs dense ppl $p0"; fail=$((fail+1))
 else echo "ok   2:4 compressed ppl $p1 = dense ppl $p0 (to 1e-5)"; fi
 
+# the same for 4:8 F16 and for 2:4 Q8_0 (8-bit values; on AVX2 both sides round x to int8)
+for tn in "f16 4:8 28 of 28 block matrices are 4:8" "q8_0 2:4 28 of 28 block matrices are 2:4"; do
+    set -- $tn; ty=$1; pat=$2; shift 2
+    "$P" synth --shape tiny --type "$ty" --nm "$pat" --seed 3 -o "$T/nm-$ty.gguf" >/dev/null || fail=$((fail+1))
+    p1=$("$P" ppl "$T/nm-$ty.gguf" --text "$T/text.txt" --ctx 128 --json 2>"$T/err" | sed 's/.*"ppl":\([0-9.e+-]*\).*/\1/')
+    grep -q "$*" "$T/err" || { echo "FAIL: $ty $pat model not compressed: $(cat "$T/err")"; fail=$((fail+1)); }
+    p0=$("$P" ppl "$T/nm-$ty.gguf" --text "$T/text.txt" --ctx 128 --sparse off --json 2>/dev/null | sed 's/.*"ppl":\([0-9.e+-]*\).*/\1/')
+    n=$((n+1))
+    if [ -z "$p1" ] || ! awk -v a="$p1" -v b="$p0" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d <= 1e-5 * b) }'; then
+        echo "FAIL $ty $pat compressed ppl $p1 vs dense ppl $p0"; fail=$((fail+1))
+    else echo "ok   $ty $pat compressed ppl $p1 = dense ppl $p0 (to 1e-5)"; fi
+done
+
 # the engine's layout (Q8_0 interleaved on AVX2, weights copied to huge pages) gives the file
 # layout's perplexity
 "$P" synth --shape tiny --type q8_0 --seed 3 -o "$T/q8.gguf" >/dev/null || fail=$((fail+1))
