@@ -115,9 +115,12 @@ static void scratch_destroy(void *p) {
     free(s);
 }
 
+static _Atomic int g_scratch_denied;
+void k_scratch_deny(int on) { g_scratch_denied = on; }
+
 void *k_scratch(int slot, size_t bytes) {
     k_init();
-    if (!g_scratch_ok) return NULL;
+    if (!g_scratch_ok || g_scratch_denied) return NULL;
     scratch *s = pthread_getspecific(g_scratch_key);
     if (!s) {
         if (!(s = calloc(1, sizeof *s))) return NULL;

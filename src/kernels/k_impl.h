@@ -108,6 +108,8 @@ pare_isa k_cpu_isa(void);
  * (callers then take a path that needs none). 64-byte aligned. */
 enum { K_SCRATCH_X, K_SCRATCH_PANEL, K_SCRATCH_NM, K_SCRATCH_R8, K_SCRATCH_NM8, K_SCRATCH_XT, K_SCRATCH_N };
 void *k_scratch(int slot, size_t bytes);
+/* Tests: make every k_scratch call fail (1) or not (0), to reach the paths that need none. */
+void k_scratch_deny(int on);
 
 /* The panel driver behind k_matmul and k_nm_matmul (see k_matmul for the scheme): W's rows
  * as F32 come from dense (F32 weights used in place) or from rows_f32 (p rows from r0 into

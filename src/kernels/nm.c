@@ -295,14 +295,18 @@ static inline void ilv_at(const pare_nm *w, int64_t G, int64_t g, int j, float v
     }
 }
 
-/* row r (padding rows included) as dense floats in layout order */
-static void ilv_row_ref(const pare_nm *w, int64_t r, float *dst) {
+/* row r (padding rows included) as dense floats: column c of the layout at dst[perm[c]]
+ * (perm NULL: at dst[c]) */
+static void ilv_row_ref(const pare_nm *w, int64_t r, const int32_t *perm, float *dst) {
     memset(dst, 0, (size_t)w->cols * sizeof(float));
     for (int64_t g = 0; g < w->cols / w->m; g++) {
         float v[4];
         int p[4];
         ilv_at(w, r / 8, g, (int)(r % 8), v, p);
-        for (int k = 0; k < w->n; k++) dst[w->m * g + p[k]] = v[k];
+        for (int k = 0; k < w->n; k++) {
+            const int64_t c = w->m * g + p[k];
+            dst[perm ? perm[c] : c] = v[k];
+        }
     }
 }
 
@@ -322,7 +326,7 @@ static void ilv_rows_ref(const pare_nm *w, int64_t g0, int64_t g1, const float *
 }
 
 static void ilv_deq_ref(const pare_nm *w, int64_t G, float *dst) {
-    for (int j = 0; j < 8; j++) ilv_row_ref(w, 8 * G + j, dst + (size_t)j * (size_t)w->cols);
+    for (int j = 0; j < 8; j++) ilv_row_ref(w, 8 * G + j, NULL, dst + (size_t)j * (size_t)w->cols);
 }
 
 /* 8-bit: the integer dot per block, then fmaf in block order, as nm_avx2.c's rows */
@@ -514,7 +518,7 @@ static _Thread_local ilv_key g_ilv_key;
 static void ilv_row(const pare_nm *w, int64_t r, float *dst) {
     const int64_t G = r / 8, cols = w->cols;
     float *cache = k_scratch(K_SCRATCH_NM8, 8 * (size_t)cols * sizeof(float));
-    if (!cache) { ilv_row_ref(w, r, dst); return; }
+    if (!cache) { ilv_row_ref(w, r, NULL, dst); return; }
     if (g_ilv_key.id != w->id || g_ilv_key.G != G || g_ilv_key.cache != cache) {
         const k_nm_ops *t = &g_tab[k_isa()];
         (w->vtype == PARE_TYPE_Q8_0 ? t->ilv8_deq : t->ilv_deq)(w, G, cache);
@@ -531,7 +535,9 @@ void k_nm_dequant_row(const pare_nm *w, int64_t r, float *dst) {
     if (tmp) {
         fn(w, r, tmp);
         for (int64_t c = 0; c < w->cols; c++) dst[w->perm[c]] = tmp[c];
-    } else { /* no scratch: the reference, straight into place */
+    } else if (w->ilv) { /* no scratch: the reference, straight into place */
+        ilv_row_ref(w, r, w->perm, dst);
+    } else {
         int64_t k = 0;
         for (int64_t c = 0; c < w->cols; c++) dst[w->perm[c]] = kept(w, r, c) ? value(w, r, k++, c) : 0.0f;
     }
