@@ -168,7 +168,8 @@ typedef void (*k_nm_rows_xq_fn)(const pare_nm *w, int64_t r0, int64_t r1, const 
 #define K_NM_ILV_BLOCK 36
 #define K_NM_ILV48_BLOCK 76
 /* rows of an interleaved 2:4 or 4:8 F16 matrix (nm.h, k_nm_interleave) for row groups g0 <= G < g1,
- * x in the layout's order; and row group G expanded to 8 dense rows (stride cols floats) */
+ * x in the layout's order; and row group G of any interleaved matrix (8-bit values too)
+ * expanded to 8 dense rows (stride cols floats) */
 typedef void (*k_nm_ilv_rows_fn)(const pare_nm *w, int64_t g0, int64_t g1, const float *x, float *y);
 typedef void (*k_nm_ilv_deq_fn)(const pare_nm *w, int64_t G, float *dst);
 /* The same for 2:4 with 8-bit values (nm.h): K_NM_ILV8_BLOCK bytes per row group and block
@@ -191,7 +192,6 @@ typedef struct {
     k_nm_ilv_rows_fn ilv_rows;
     k_nm_ilv_deq_fn ilv_deq;
     k_nm_ilv8_rows_fn ilv8_rows;
-    k_nm_ilv_deq_fn ilv8_deq;
 } k_nm_ops;
 void k_nm_ops_ref(k_nm_ops *t);
 void k_nm_ops_avx2(k_nm_ops *t);

@@ -135,7 +135,7 @@ void k_nm_free(pare_nm *w) {
     free(w);
 }
 
-/* ---- eight rows interleaved (2:4, F16 values) ------------------------------------------- */
+/* ---- eight rows interleaved (2:4 F16 and 8-bit, 4:8 F16) ------------------------------ */
 
 int k_nm_ilv_wanted(const pare_nm *w) {
     const char *e = getenv("PARE_NM8");
@@ -325,6 +325,7 @@ static void ilv_rows_ref(const pare_nm *w, int64_t g0, int64_t g1, const float *
         }
 }
 
+/* every interleaved form */
 static void ilv_deq_ref(const pare_nm *w, int64_t G, float *dst) {
     for (int j = 0; j < 8; j++) ilv_row_ref(w, 8 * G + j, NULL, dst + (size_t)j * (size_t)w->cols);
 }
@@ -352,29 +353,6 @@ static void ilv8_rows_ref(const pare_nm *w, int64_t g0, int64_t g1, const k_xvec
             }
         }
         for (int j = 0; j < 8 && 8 * G + j < w->rows; j++) y[8 * G + j] = acc[j];
-    }
-}
-
-/* 8-bit: row group G as eight dense rows, block by block */
-static void ilv8_deq(const pare_nm *w, int64_t G, float *dst) {
-    const int64_t nb = w->cols / 32, cols = w->cols;
-    for (int64_t bk = 0; bk < nb; bk++) {
-        const uint8_t *b = w->ilv + ((size_t)G * (size_t)nb + (size_t)bk) * K_NM_ILV8_BLOCK;
-        for (int j = 0; j < 8; j++) {
-            uint16_t h;
-            memcpy(&h, b + 2 * j, 2);
-            const float d = pare_f16_to_f32(h);
-            float *o = dst + (size_t)j * (size_t)cols + 32 * bk;
-            memset(o, 0, 32 * sizeof(float));
-            for (int t = 0; t < 4; t++) {
-                const unsigned v = b[K_NM_ILV8_POS + 8 * t + j];
-                const int8_t *q = (const int8_t *)b + K_NM_ILV8_VAL + 32 * t + 4 * j;
-                o[8 * t + (v & 3)] = d * (float)q[0];
-                o[8 * t + (v >> 2 & 3)] = d * (float)q[1];
-                o[8 * t + 4 + (v >> 4 & 3)] = d * (float)q[2];
-                o[8 * t + 4 + (v >> 6 & 3)] = d * (float)q[3];
-            }
-        }
     }
 }
 
@@ -494,7 +472,6 @@ void k_nm_ops_ref(k_nm_ops *t) {
     t->ilv_rows = ilv_rows_ref;
     t->ilv_deq = ilv_deq_ref;
     t->ilv8_rows = ilv8_rows_ref;
-    t->ilv8_deq = ilv8_deq;
 }
 
 /* ---- drivers ---------------------------------------------------------------------------- */
@@ -520,8 +497,7 @@ static void ilv_row(const pare_nm *w, int64_t r, float *dst) {
     float *cache = k_scratch(K_SCRATCH_NM8, 8 * (size_t)cols * sizeof(float));
     if (!cache) { ilv_row_ref(w, r, NULL, dst); return; }
     if (g_ilv_key.id != w->id || g_ilv_key.G != G || g_ilv_key.cache != cache) {
-        const k_nm_ops *t = &g_tab[k_isa()];
-        (w->vtype == PARE_TYPE_Q8_0 ? t->ilv8_deq : t->ilv_deq)(w, G, cache);
+        g_tab[k_isa()].ilv_deq(w, G, cache);
         g_ilv_key = (ilv_key){w->id, G, cache};
     }
     memcpy(dst, cache + (size_t)(r % 8) * (size_t)cols, (size_t)cols * sizeof(float));

@@ -488,10 +488,6 @@ static void ilv_rows(const pare_nm *w, int64_t g0, int64_t g1, const float *x, f
     if (w->m == 8) ilv48_rows(w, g0, g1, x, y);
     else ilv24_rows(w, g0, g1, x, y);
 }
-static void ilv_deq(const pare_nm *w, int64_t G, float *dst) {
-    if (w->m == 8) ilv48_deq(w, G, dst);
-    else ilv24_deq(w, G, dst);
-}
 
 /* ---- 2:4 8-bit, eight rows interleaved (nm.h) ------------------------------------------- */
 /* Per pair of column groups, one 32-byte load holds the eight rows' four values; the rows'
@@ -578,11 +574,16 @@ static void ilv8_deq(const pare_nm *w, int64_t G, float *dst) {
     }
 }
 
+static void ilv_deq(const pare_nm *w, int64_t G, float *dst) {
+    if (w->vtype == PARE_TYPE_Q8_0) ilv8_deq(w, G, dst);
+    else if (w->m == 8) ilv48_deq(w, G, dst);
+    else ilv24_deq(w, G, dst);
+}
+
 void k_nm_ops_avx2(k_nm_ops *t) {
     t->ilv_rows = ilv_rows;
     t->ilv8_rows = ilv8_rows;
     t->ilv_deq = ilv_deq;
-    t->ilv8_deq = ilv8_deq;
     lut_init();
     t->rows[K_NM_F32] = rows_f32;
     t->rows[K_NM_F16] = rows_f16;
